@@ -1,0 +1,26 @@
+# `make demo` and `make test` set up .venv on first use (again only when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/painsearch demo --out demo-out
+
+test: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+bench: setup
+	$(VENV)/bin/python benchmarks/preprocess.py
+
+clean:
+	rm -rf $(VENV) demo-out smoke-out

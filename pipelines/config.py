@@ -1,0 +1,139 @@
+"""Typed, validated settings: every default of the data pipeline lives here, once.
+
+Config files are YAML; a study config keeps these under `data:`. Relative paths in a file are
+relative to the file's folder, so a config travels with its data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.errors import PainsearchError
+
+PREPROCESS_VERSION = "1"
+Background = Literal["u2net_human_seg", "grabcut", "none"]
+BACKGROUNDS: tuple[str, ...] = ("u2net_human_seg", "grabcut", "none")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreprocessConfig(Strict):
+    """How a source image becomes the stored square face."""
+
+    size: int = Field(224, ge=16, le=1024, description="side of the stored face, pixels")
+    margin: float = Field(0.2, ge=0.0, le=1.0, description="added on each side, as a fraction of the detector box")
+    min_confidence: float = Field(0.9, ge=0.0, le=1.0, description="MTCNN probability a face needs")
+    multiple_faces: Literal["largest", "reject"] = "largest"
+    detect_max_side: int = Field(1024, ge=160, description="larger frames are downscaled for detection")
+    background: Background = "u2net_human_seg"
+    u2net_dir: str | None = Field(None, description="folder holding u2net_human_seg.onnx (else rembg's cache)")
+    max_image_pixels: int = Field(120_000_000, ge=1_000_000, description="larger images are refused as decompression bombs")
+
+
+class SourcesConfig(Strict):
+    unbc: str | None = None
+    mintpain: str | None = None
+    manifest: str | None = None
+    cppain: str | None = None
+
+    def given(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+class PrepareConfig(Strict):
+    """Everything `painsearch data prepare` needs."""
+
+    sources: SourcesConfig
+    out: str
+    preprocess: PreprocessConfig = PreprocessConfig()
+    frames_per_subject_class: int = Field(20, ge=0, description="video sources; 0 keeps every frame")
+    seed: int = 0
+    engine: Literal["ray", "local"] = "ray"
+    workers: int = Field(1, ge=1, description="Ray actors that detect faces")
+    threads_per_worker: int = Field(1, ge=1)
+    chunk_size: int = Field(32, ge=1, description="images per shard file and unit of resumable work")
+    subject_key_file: str | None = None
+    s3_endpoint: str | None = None
+
+    @field_validator("out")
+    @classmethod
+    def _out_not_empty(cls, v: str) -> str:
+        if not v:
+            raise ValueError("must name a folder or s3://bucket/prefix")
+        return v
+
+
+def explain(exc: ValidationError, where: str) -> PainsearchError:
+    """One sentence from pydantic's report: the first problem, its field, and what was expected."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "is not a known setting"
+    elif err["type"] == "literal_error":
+        msg = f"must be one of {err['ctx']['expected']}"
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return PainsearchError(f"In {where}, `{loc}` {msg}{more}; fix it and run again.")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise PainsearchError(f"The config file {path} does not exist; pass the path of a YAML config (see configs/).")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PainsearchError(f"The config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax.") from exc
+    if not isinstance(data, dict):
+        raise PainsearchError(f"The config file {path} does not hold a mapping of settings; see configs/ for examples.")
+    return data
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if not value or "://" in value:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def prepare_config(data: dict[str, Any], base: Path | None = None, where: str = "the prepare settings") -> PrepareConfig:
+    """Validate a mapping into a `PrepareConfig`; relative paths are taken from `base`."""
+    data = dict(data)
+    if base is not None:
+        sources = dict(data.get("sources") or {})
+        data["sources"] = {k: _resolve(base, v) for k, v in sources.items()}
+        data["out"] = _resolve(base, data.get("out"))
+        if data.get("subject_key_file"):
+            data["subject_key_file"] = _resolve(base, data["subject_key_file"])
+        if isinstance(data.get("preprocess"), dict) and data["preprocess"].get("u2net_dir"):
+            data["preprocess"] = {**data["preprocess"], "u2net_dir": _resolve(base, data["preprocess"]["u2net_dir"])}
+    try:
+        return PrepareConfig.model_validate(data)
+    except ValidationError as exc:
+        raise explain(exc, where) from exc
+
+
+def load_prepare_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PrepareConfig:
+    """A prepare config from a file: the `data:` section of a study config, or a file of its own."""
+    path = Path(path)
+    raw = load_yaml(path)
+    data = raw.get("data", raw)
+    if not isinstance(data, dict):
+        raise PainsearchError(f"In {path}, `data` must be a mapping of prepare settings; see configs/ for examples.")
+    merged = _merge(data, overrides or {})
+    return prepare_config(merged, base=path.parent.resolve(), where=str(path))
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if v is None:
+            continue
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
