@@ -231,9 +231,9 @@ def _cppain(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
 SOURCES = {"unbc": _unbc, "mintpain": _mintpain, "delaware": _delaware, "cppain": _cppain}
 
 
-def synth(out: str | Path, scale: str = "tiny", seed: int = 0) -> dict:
+def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0) -> dict:
     """Render the four phantom sources under `out`; the same seed gives the same bytes."""
-    sc = get_scale(scale)
+    sc = scale if isinstance(scale, Scale) else get_scale(scale)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / PHANTOM_MARKER).exists():
         raise PainsearchError(
@@ -252,7 +252,7 @@ def synth(out: str | Path, scale: str = "tiny", seed: int = 0) -> dict:
         csvw = csv.DictWriter(f, fieldnames=fields)
         csvw.writeheader()
         csvw.writerows(writer.truth)
-    info = {"scale": scale, "seed": seed, "counts": counts, "params": asdict(sc)}
+    info = {"scale": scale if isinstance(scale, str) else "custom", "seed": seed, "counts": counts, "params": asdict(sc)}
     (out / PHANTOM_MARKER).write_text(json.dumps(info, indent=2) + "\n")
     (out / "prepare.yaml").write_text(
         "# painsearch data prepare --config this file: the phantom's four sources.\n"

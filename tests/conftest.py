@@ -1,0 +1,115 @@
+"""Shared fixtures: the tiny phantom, prepared shards, one local Ray cluster, one SeaweedFS server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop(  "PAINSEARCH_SUBJECT_KEY", None)
+
+from pipelines.config import prepare_config  # noqa: E402
+
+S3_KEY, S3_SECRET = "painsearch-test", "painsearch-test-secret"
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory) -> Path:
+    from pipelines.datasets.phantom import synth
+
+    out = tmp_path_factory.mktemp("phantom") / "tiny"
+    synth(out, scale="tiny", seed=0)
+    return out
+
+
+def phantom_sources(root: Path) -> dict[str, str]:
+    return {"unbc": str(root / "unbc"), "mintpain": str(root / "mintpain"),
+            "manifest": str(root / "delaware" / "manifest.csv"), "cppain": str(root / "cppain")}
+
+
+def tiny_prepare_config(root: Path, out: str, **overrides):
+    data = {"sources": phantom_sources(root), "out": out, "frames_per_subject_class": 4, "engine": "local",
+            "chunk_size": 16, "preprocess": {"size": 32, "background": "grabcut"}}
+    data.update(overrides)
+    return prepare_config(data)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_phantom, tmp_path_factory) -> Path:
+    from pipelines.prepare import prepare
+
+    out = tmp_path_factory.mktemp("shards") / "tiny"
+    prepare(tiny_prepare_config(tiny_phantom, str(out)), log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) shared by every test that needs Ray."""
+    import ray
+
+    from cluster.local import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3 server: SeaweedFS `weed mini` on 127.0.0.1, started here and stopped by its pid."""
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    ports = {"master": 19333, "volume": 18080, "filer": 18888, "s3": 18333}
+    data = tmp_path_factory.mktemp("seaweed")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+           f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+           f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", "-webdav=false", "-admin.ui=false"]
+    log = open(data / "weed.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+                          region_name="us-east-1", config=Config(connect_timeout=2, retries={"max_attempts": 1}))
+    deadline = time.time() + 90
+    while True:
+        try:
+            client.create_bucket(Bucket="painsearch")
+            break
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
+            time.sleep(1)
+    yield {"endpoint": endpoint, "key": S3_KEY, "secret": S3_SECRET, "client": client}
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture
+def s3_env(seaweed, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed["endpoint"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed["secret"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return seaweed
