@@ -26,7 +26,7 @@ from pipelines.errors import PainsearchError
 from pipelines.preprocess import Preprocessor, Rejection, settings
 from pipelines.privacy import load_key, pseudonym
 from pipelines.shards import CHUNKS, FORMAT, FORMAT_VERSION, MANIFEST, REPORT, shard_path, to_parquet
-from pipelines.storage import open_store
+from pipelines.storage import open_store, s3_env
 
 
 @dataclass
@@ -162,6 +162,7 @@ def _run_ray(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[str
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=min(cfg.workers, len(pending))),
         num_cpus=cfg.threads_per_worker,
+        runtime_env={"env_vars": s3_env()},
     )
     return [json.loads(row["marker"]) for row in ds.take_all()]
 

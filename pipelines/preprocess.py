@@ -164,6 +164,7 @@ def _grabcut(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndar
     mask[:, :border] = cv2.GC_BGD
     mask[:, -border:] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's RNG: the same input must give the same mask
     try:
         cv2.grabCut(img[..., ::-1].copy(), mask, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
     except cv2.error:

@@ -92,4 +92,5 @@ def open_dataset(uri: str, endpoint: str | None = None, columns: list[str] | Non
     store, files = shard_files(uri, endpoint)
     if not files:
         raise PainsearchError(f"{uri} holds no rows (every input was rejected); see {REPORT} there for the reasons.")
-    return ray.data.read_parquet(files, filesystem=store.fs, columns=columns, partitioning=None)
+    ds = ray.data.read_parquet(files, filesystem=store.fs, partitioning=None)
+    return ds.select_columns(columns) if columns else ds

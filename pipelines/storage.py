@@ -29,6 +29,12 @@ def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
         parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
         kwargs["endpoint_override"] = parsed.netloc
         kwargs["scheme"] = parsed.scheme or "http"
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        # explicit, so a filesystem pickled to a Ray worker carries the driver's credentials
+        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = os.environ["AWS_SECRET_ACCESS_KEY"]
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if region:
         kwargs["region"] = region
@@ -128,6 +134,15 @@ def _explain(store: Store, action: str, exc: Exception) -> str:
         why = text
         fix = f"check the URI, {ENDPOINT_ENV} and the credentials"
     return f"Could not {action} {store.uri}: {why}; {fix}."
+
+
+S3_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def s3_env() -> dict[str, str]:
+    """The S3 settings of this process, for Ray workers that must reach the same store."""
+    return {k: os.environ[k] for k in S3_ENV_VARS if os.environ.get(k)}
 
 
 def open_store(uri: str, endpoint: str | None = None) -> Store:
