@@ -37,9 +37,11 @@ def _prepare_config(args: argparse.Namespace):
         return load_prepare_config(args.config, overrides)
     if not args.out:
         raise PainsearchError("`data prepare` needs --out URI (a folder or s3://bucket/prefix), or --config CONFIG.")
-    from pipelines.config import _merge
+    from pathlib import Path
 
-    return prepare_config(_merge({"sources": {}}, overrides), base=os.getcwd(), where="the command line")
+    from pipelines.config import merge
+
+    return prepare_config(merge({"sources": {}}, overrides), base=Path.cwd(), where="the command line")
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:

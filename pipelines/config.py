@@ -126,14 +126,18 @@ def load_prepare_config(path: str | Path, overrides: dict[str, Any] | None = Non
     data = raw.get("data", raw)
     if not isinstance(data, dict):
         raise PainsearchError(f"In {path}, `data` must be a mapping of prepare settings; see configs/ for examples.")
-    merged = _merge(data, overrides or {})
+    merged = merge(data, overrides or {})
     return prepare_config(merged, base=path.parent.resolve(), where=str(path))
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`a` updated by `b`, nested mappings merged; None in `b` means "not given" and changes nothing."""
     out = dict(a)
     for k, v in b.items():
         if v is None:
             continue
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict):
+            out[k] = merge(out.get(k) if isinstance(out.get(k), dict) else {}, v)
+        else:
+            out[k] = v
     return out

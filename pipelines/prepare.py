@@ -51,16 +51,21 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def plan(cfg: PrepareConfig) -> Plan:
-    """Adapters -> sampling -> hashes and duplicates -> pseudonyms -> chunks of work."""
+def read_sources(cfg: PrepareConfig) -> tuple[bytes, list[Listing]]:
+    """The HMAC key and every source's listing: all the user's input is checked before any work."""
     sources = cfg.sources.given()
     if not sources:
         raise PainsearchError(
             "No source was given to prepare; pass at least one of --unbc DIR, --mintpain DIR, --manifest CSV, "
             "--cppain DIR, or a config with a `sources` section."
         )
+    listings = [read_source(kind, location) for kind, location in sources.items()]
     key = load_key(cfg.subject_key_file, demo=all(_is_phantom(k, v) for k, v in sources.items()))
-    listings: list[Listing] = [read_source(kind, location) for kind, location in sources.items()]
+    return key, listings
+
+
+def plan(cfg: PrepareConfig, key: bytes, listings: list[Listing]) -> Plan:
+    """Sampling -> hashes and duplicates -> pseudonyms -> chunks of work."""
     rejected: list[Rejected] = []
     chosen: list[SourceRecord] = []
     listed: dict[str, int] = {}
@@ -175,13 +180,14 @@ def _run_local(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[s
 def prepare(cfg: PrepareConfig, log=print) -> dict[str, Any]:
     """Run (or resume) a prepare; returns the report that is also written to `prepare_report.json`."""
     t0 = time.time()
-    store = open_store(cfg.out, cfg.s3_endpoint)
-    store.check_writable()
+    key, listings = read_sources(cfg)
     if cfg.preprocess.background == "u2net_human_seg":
         from pipelines.preprocess import u2net_weights
 
         u2net_weights(cfg.preprocess.u2net_dir)  # fail before any work, not inside a worker
-    work = plan(cfg)
+    store = open_store(cfg.out, cfg.s3_endpoint)
+    store.check_writable()
+    work = plan(cfg, key, listings)
     done_ids = {name[: -len(".json")] for name in store.list(CHUNKS) if name.endswith(".json")}
     pending = [c for c in work.chunks if c["id"] not in done_ids]
     log(f"prepare: {sum(work.sampled.values())} images in {len(work.chunks)} chunks; "

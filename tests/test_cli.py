@@ -1,0 +1,70 @@
+"""The `painsearch` console script, run as a user runs it: bad input is one sentence and exit 2."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+PAINSEARCH = shutil.which("painsearch") or str(Path(__import__("sys").executable).parent / "painsearch")
+
+
+def run(*args, env=None, timeout=300):
+    return subprocess.run([PAINSEARCH, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_one_sentence(result, *fragments):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("painsearch: error:")]
+    assert len(lines) == 1, result.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["data", "--help"], ["data", "prepare", "--help"],
+                                  ["data", "synth", "--help"], ["data", "inspect", "--help"], ["demo", "--help"]])
+def test_help(args):
+    r = run(*args)
+    assert r.returncode == 0 and "usage: painsearch" in r.stdout
+
+
+def test_inspect_prints_table_2(tiny_shards):
+    r = run("data", "inspect", str(tiny_shards))
+    assert r.returncode == 0, r.stderr
+    assert "PAIN-DB" in r.stdout and "unbc" in r.stdout
+    table = json.loads(run("data", "inspect", str(tiny_shards), "--json").stdout)
+    pain_db = [d for d in table["datasets"] if d["dataset"] != "cppain"]
+    assert table["pain_db"]["total"] == sum(d["total"] for d in pain_db)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["data", "prepare", "--out", "/tmp/painsearch-nothing"], ["No source was given", "--unbc DIR"]),
+    (["data", "prepare", "--unbc", "/nonexistent/unbc", "--out", "/tmp/x"], ["--unbc /nonexistent/unbc", "UNBC-McMaster layout", "does not exist"]),
+    (["data", "prepare", "--config", "/nonexistent.yaml"], ["does not exist", "YAML"]),
+    (["data", "inspect", "/tmp"], ["no finished painsearch shards", "painsearch data prepare"]),
+    (["data", "inspect", "ftp://host/x"], ["scheme 'ftp'", "s3://bucket/prefix"]),
+])
+def test_bad_input_is_one_sentence(args, fragments):
+    assert_one_sentence(run(*args), *fragments)
+
+
+def test_bad_config_value_names_the_choices(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  sources: {}\n  out: x\n  preprocess:\n    background: magic\n")
+    assert_one_sentence(run("data", "prepare", "--config", str(cfg)), "preprocess.background", "grabcut", "none")
+    cfg.write_text("data:\n  sources: {}\n  out: x\n  frames_per_subject: 3\n")
+    assert_one_sentence(run("data", "prepare", "--config", str(cfg)), "frames_per_subject", "not a known setting")
+
+
+def test_missing_u2net_weights_via_cli(tiny_phantom, tmp_path):
+    env = {**__import__("os").environ, "U2NET_HOME": str(tmp_path / "none")}
+    r = run("data", "prepare", "--config", str(tiny_phantom / "prepare.yaml"), "--out", str(tmp_path / "o"),
+            "--engine", "local", env=env)
+    assert_one_sentence(r, "u2net_human_seg.onnx", "--background grabcut")
+
+
+def test_synth_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    assert_one_sentence(run("data", "synth", str(tmp_path)), "not an earlier phantom")

@@ -1,0 +1,63 @@
+"""Shards on a real S3 server: SeaweedFS on 127.0.0.1, started by the `seaweed` fixture."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.errors import PainsearchError
+from pipelines.inspect import breakdown
+from pipelines.prepare import prepare
+from pipelines.shards import MANIFEST, REPORT, read_table
+from pipelines.storage import open_store
+
+from conftest import tiny_prepare_config
+
+QUIET = lambda m: None  # noqa: E731
+
+
+def test_round_trip_through_ray_and_s3(s3_env, ray_local, tiny_phantom, tiny_shards):
+    uri = "s3://painsearch/shards/tiny"
+    prepare(tiny_prepare_config(tiny_phantom, uri, engine="ray", workers=2), log=QUIET)
+    keys = {o["Key"] for o in s3_env["client"].list_objects_v2(Bucket="painsearch", Prefix="shards/tiny/")["Contents"]}
+    assert f"shards/tiny/{MANIFEST}" in keys and f"shards/tiny/{REPORT}" in keys
+    assert any(k.startswith("shards/tiny/dataset=unbc/part-") for k in keys)
+    remote = {r["source_sha256"]: r for r in read_table(uri).to_pylist()}
+    local = {r["source_sha256"]: r for r in read_table(str(tiny_shards)).to_pylist()}
+    assert remote == local
+    assert breakdown(uri) == breakdown(str(tiny_shards))
+    from pipelines.shards import open_dataset
+
+    assert open_dataset(uri, columns=["label"]).count() == len(local)
+    # a rerun against S3 resumes: nothing left to do
+    logs = []
+    prepare(tiny_prepare_config(tiny_phantom, uri), log=logs.append)
+    assert "0 to do" in logs[0]
+
+
+def test_cli_inspect_on_s3(s3_env, tiny_phantom):
+    uri = "s3://painsearch/shards/cli"
+    prepare(tiny_prepare_config(tiny_phantom, uri), log=QUIET)
+    out = subprocess.run([sys.executable, "-m", "cluster.cli", "data", "inspect", uri, "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    table = json.loads(out.stdout)
+    assert {r["dataset"] for r in table["datasets"]} == {"unbc", "mintpain", "delaware", "cppain"}
+
+
+def test_wrong_secret_is_one_clear_sentence(s3_env, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(PainsearchError) as err:
+        open_store("s3://painsearch/x").check_writable()
+    msg = str(err.value)
+    assert "credentials were refused" in msg and "AWS_SECRET_ACCESS_KEY" in msg and "\n" not in msg
+
+
+def test_unreachable_endpoint(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    with pytest.raises(PainsearchError) as err:
+        open_store("s3://painsearch/x").check_writable()
+    assert "could not be reached" in str(err.value) and "127.0.0.1:9" in str(err.value)
