@@ -1,6 +1,7 @@
 """Images per second of `painsearch data prepare` (background none) against a bare decode + MTCNN loop.
 
-Side by side in one run, on the same files: the bare loop in this process, then `prepare` through
+Side by side in one run, on the same files: the bare loop in this process (one torch thread, as each
+prepare worker uses), then `prepare` through
 Ray Data with 1 and 2 workers (and the in-process engine), each into a fresh folder, twice, best of two.
 Writes the figures to BENCHMARKS.md between the `preprocess` markers.
 
