@@ -256,7 +256,6 @@ def render(
     for side in (-1, 1):
         droop = asym * 0.05 if side > 0 else 0.0
         base_y = eye_y - identity.brow_gap + 0.09 * au4 + 0.03 * au9 + droop
-        inner_x = side * (identity.eye_dx - ew * 0.55 - (-0.05) * 0 + 0.0) - side * 0.0
         inner_x = side * max(0.1, identity.eye_dx - ew * 0.62 - 0.05 * au4)
         outer_x = side * (identity.eye_dx + ew * 0.7)
         inner_y = base_y + 0.06 * au4 - 0.01 * (1 - au4)
@@ -266,7 +265,7 @@ def render(
         th = identity.brow_thick * (1 - 0.4 * t)
         top = [P(x, y - h / 2) for x, y, h in zip(xs, ys, th)]
         bot = [P(x, y + h / 2) for x, y, h in zip(xs[::-1], ys[::-1], th[::-1])]
-        brow_color = tuple(int(c * 0.8) for c in identity.hair) if identity.hair_style != 4 else identity.hair
+        brow_color = tuple(int(c * 0.8) for c in identity.hair)
         d.polygon(top + bot, fill=brow_color + (255,))
         grow("brows", top + bot)
     if au4 > 0:
@@ -328,7 +327,7 @@ def render(
     # nasolabial folds deepen with AU10, AU12 and AU6
     fold_k = min(1.0, 0.3 + 0.8 * au10 + 0.6 * au12 + 0.3 * au6)
     for side in (-1, 1):
-        pts = [P(side * (nw + 0.06), nose_y - 0.02), P(side * (mw / a * 0 + identity.mouth_w / 2 + 0.08), my - corner_up - 0.02), P(side * (identity.mouth_w / 2 + 0.1), my + 0.08)]
+        pts = [P(side * (nw + 0.06), nose_y - 0.02), P(side * (identity.mouth_w / 2 + 0.08), my - corner_up - 0.02), P(side * (identity.mouth_w / 2 + 0.1), my + 0.08)]
         d.line(pts, fill=_rgb(skin, 1 - 0.3 * fold_k) + (255,), width=max(1, int(0.018 * a * fold_k + 1)), joint="curve")
     landmarks.extend([left_corner, right_corner])
     grow("mouth", up_top + lo_bot)
