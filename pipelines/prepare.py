@@ -157,6 +157,7 @@ def _run_ray(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[str
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    env = s3_env()
     ds = ray.data.from_items([{"chunk": json.dumps(c)} for c in pending], override_num_blocks=len(pending))
     ds = ds.map_batches(
         ChunkWorker,
@@ -168,7 +169,7 @@ def _run_ray(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[str
         compute=ray.data.ActorPoolStrategy(size=min(cfg.workers, len(pending))),
         num_cpus=cfg.threads_per_worker,
         # a runtime env of its own costs a fresh worker process, so only when S3 settings must travel
-        **({"runtime_env": {"env_vars": s3_env()}} if s3_env() else {}),
+        **({"runtime_env": {"env_vars": env}} if env else {}),
     )
     return [json.loads(row["marker"]) for row in ds.take_all()]
 
@@ -193,9 +194,9 @@ def prepare(cfg: PrepareConfig, log=print) -> dict[str, Any]:
     pending = [c for c in work.chunks if c["id"] not in done_ids]
     log(f"prepare: {sum(work.sampled.values())} images in {len(work.chunks)} chunks; "
         f"{len(work.chunks) - len(pending)} already done, {len(pending)} to do ({cfg.engine}, {cfg.workers} worker(s))")
-    if pending:
-        (_run_ray if cfg.engine == "ray" else _run_local)(cfg, pending)
-    markers = [json.loads(store.read_bytes(CHUNKS, f"{c['id']}.json")) for c in work.chunks]
+    fresh = {m["id"]: m for m in (_run_ray if cfg.engine == "ray" else _run_local)(cfg, pending)} if pending else {}
+    # markers of chunks finished by an earlier run are read back; this run's come from the workers
+    markers = [fresh.get(c["id"]) or json.loads(store.read_bytes(CHUNKS, f"{c['id']}.json")) for c in work.chunks]
     report = _report(cfg, work, markers, time.time() - t0)
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "created": report["created"],
