@@ -141,3 +141,32 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+class TrainConfig(Strict):
+    """One training run of one network: what the search varies and what it holds fixed."""
+
+    model: str
+    size: int | None = Field(None, ge=8, description="input side in pixels; None: the paper's size for the model")
+    n_classes: int = Field(2, ge=2)
+    weights: Literal["imagenet", "none"] = "none"
+    weights_dir: str | None = None
+    finetune_depth: float = Field(0.0, ge=0.0, le=1.0, description="fraction of the pretrained backbone frozen")
+    preprocessing: Literal["application", "rescale"] = "application"
+    augment: bool = True
+    optimizer: Literal["adam", "rmsprop", "sgd"] | None = Field(None, description="None: the reference code's choice")
+    learning_rate: float | None = Field(None, gt=0, le=1.0, description="None: the reference code's choice")
+    epochs: int = Field(30, ge=1, le=500)
+    batch_size: int = Field(32, ge=1, description="global: split across workers")
+    imbalance: Literal["class_weight", "oversample", "none"] = "class_weight"
+    monitor: Literal["f1_macro", "accuracy", "loss"] = "f1_macro"
+    patience: int = Field(5, ge=0, description="epochs without improvement before stopping; 0 never stops early")
+    seed: int = 0
+    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on when GPUs are used")
+
+
+def train_config(data: dict[str, Any], where: str = "the training settings") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise explain(exc, where) from exc

@@ -264,3 +264,4 @@ class Preprocessor:
         buf = io.BytesIO()
         Image.fromarray(cleaned).save(buf, format="PNG", optimize=False, compress_level=6)
         return Processed(buf.getvalue(), [float(round(v, 2)) for v in (points * k).reshape(-1)], face.confidence)
+

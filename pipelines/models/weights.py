@@ -1,0 +1,93 @@
+"""ImageNet weights for the pretrained networks: found locally, never fetched while building.
+
+Cluster workers must not download the same files at once (or at all, offline), so `build` only reads
+a weights directory the user names or Keras's own cache; `painsearch models fetch-weights` fills a
+directory once, where the internet is reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipelines.errors import PainsearchError
+
+KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# name -> path of the no-top weights file below Keras's base URL (the file name is what Keras caches)
+NOTOP_FILES: dict[str, str] = {
+    "vgg16": "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg19": "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50": "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet101v2": "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "xception": "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "inceptionv3": "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+def keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
+
+
+def weights_path(name: str, weights_dir: str | None = None) -> Path:
+    """The no-top ImageNet weights of `name`, from `weights_dir` or Keras's cache, or a clear error."""
+    file_name = Path(NOTOP_FILES[name]).name
+    if weights_dir and "://" in weights_dir:
+        return _from_store(name, file_name, weights_dir)
+    places = ([Path(weights_dir).expanduser()] if weights_dir else []) + [keras_cache()]
+    for place in places:
+        if (place / file_name).is_file():
+            return place / file_name
+    where = " or ".join(str(p) for p in places)
+    raise PainsearchError(
+        f"The ImageNet weights of {name} ({file_name}) are not in {where}; run "
+        f"`painsearch models fetch-weights --to DIR` where the internet is reachable and pass that folder as "
+        f"the weights directory, or train from scratch with weights 'none'."
+    )
+
+
+def _from_store(name: str, file_name: str, uri: str) -> Path:
+    """Weights kept in object storage: copied once into Keras's cache on this node."""
+    from pipelines.storage import open_store
+
+    local = keras_cache() / file_name
+    if local.is_file():
+        return local
+    store = open_store(uri)
+    if not store.exists(file_name):
+        raise PainsearchError(
+            f"The ImageNet weights of {name} ({file_name}) are not in {uri}; fill it with "
+            f"`painsearch models fetch-weights --to {uri}` where the internet is reachable."
+        )
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_bytes(store.read_bytes(file_name))
+    tmp.replace(local)
+    return local
+
+
+def fetch_weights(to: str, names: list[str] | None = None, base_url: str | None = None) -> list[str]:
+    """Download the no-top weights once into a local folder or `s3://` prefix; returns what was written."""
+    from pipelines.storage import open_store
+
+    store = open_store(to)
+    written = []
+    for name in names or sorted(NOTOP_FILES):
+        if name not in NOTOP_FILES:
+            raise PainsearchError(f"{name!r} has no ImageNet weights; choose among {', '.join(sorted(NOTOP_FILES))}.")
+        file_name = Path(NOTOP_FILES[name]).name
+        if store.exists(file_name):
+            continue
+        url = (base_url or KERAS_BASE_URL).rstrip("/") + "/" + NOTOP_FILES[name]
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                data = response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise PainsearchError(
+                f"Could not download {url} ({getattr(exc, 'reason', exc)}); run fetch-weights where the internet "
+                f"is reachable, or copy {file_name} into {to} by hand."
+            ) from exc
+        store.write_bytes(data, file_name)
+        written.append(file_name)
+    return written

@@ -1,0 +1,158 @@
+"""The registry: every network builds, counts its parameters like the paper, trains a step, finds its weights."""
+
+import functools
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.errors import PainsearchError
+from pipelines.models import MODELS, build, fetch_weights, get_spec
+from pipelines.models.weights import NOTOP_FILES
+
+# The paper's Table 3 (6 classes), to the precision it was published with.
+TABLE3 = {"alexnet": (88.7, 1e6), "weinet": (1.7, 1e6), "songnet": (172.7, 1e3), "silnet": (184.9, 1e6),
+          "vgg16": (14.7, 1e6), "vgg19": (20.0, 1e6), "resnet50": (23.6, 1e6), "resnet101v2": (42.6, 1e6),
+          "inceptionv3": (21.8, 1e6), "xception": (20.9, 1e6)}
+
+
+def small_size(name: str) -> int:
+    return max(32, get_spec(name).min_size)
+
+
+def test_registry_is_the_paper_ten():
+    assert set(MODELS) == set(TABLE3)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_paper_size_count_and_softmax(name):
+    import tf_keras as keras
+
+    spec = get_spec(name)
+    model = build(name, n_classes=6)
+    assert model.input_shape == (None, spec.paper_size, spec.paper_size, 3)
+    published, unit = TABLE3[name]
+    assert round(model.count_params() / unit, 1) == published
+    out = model(np.random.default_rng(0).uniform(0, 255, (1, spec.paper_size, spec.paper_size, 3)).astype("float32")).numpy()
+    assert out.shape == (1, 6) and np.isclose(out.sum(), 1.0, atol=1e-4)
+    keras.backend.clear_session()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_small_size_trains_a_step_without_nan(name):
+    import tf_keras as keras
+
+    size = small_size(name)
+    model = build(name, n_classes=2, size=size, augment=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras.losses.SparseCategoricalCrossentropy())
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (4, size, size, 3)).astype("float32")
+    y = np.array([0, 1, 0, 1])
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert model(x).shape == (4, 2)
+    keras.backend.clear_session()
+
+
+def test_too_small_input_names_the_minimum():
+    with pytest.raises(PainsearchError, match="inceptionv3 needs an input of at least 75 px"):
+        build("inceptionv3", size=64)
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(PainsearchError, match="alexnet, inceptionv3, resnet101v2"):
+        build("lenet")
+
+
+def test_imagenet_for_a_scratch_network_is_refused():
+    with pytest.raises(PainsearchError, match="trained from scratch"):
+        build("songnet", weights="imagenet")
+
+
+def test_missing_imagenet_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(PainsearchError) as err:
+        build("resnet50", size=32, weights="imagenet")
+    msg = str(err.value)
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in msg and "fetch-weights" in msg
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])
+def test_finetune_depth_freezes_the_backbone_from_its_input(depth):
+    model = build("resnet50", size=32, finetune_depth=depth)
+    backbone = model.get_layer("resnet50")
+    frozen = [not layer.trainable for layer in backbone.layers]
+    n = int(round(depth * len(frozen)))
+    assert frozen == [True] * n + [False] * (len(frozen) - n)
+    bn = [layer for layer in backbone.layers[:n] if "bn" in layer.name]
+    assert all(not layer.trainable for layer in bn)
+    if depth == 1.0:
+        assert len(model.trainable_weights) == 2  # the head's kernel and bias
+
+
+def test_frozen_batchnorm_uses_its_moving_statistics():
+    """A fully frozen backbone gives the same output in training and inference mode."""
+    model = build("resnet50", size=32, finetune_depth=1.0)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    assert np.allclose(model(x, training=True).numpy(), model(x, training=False).numpy(), atol=1e-5)
+
+
+def test_preprocessing_choice():
+    app = build("vgg16", size=32)
+    rescale = build("vgg16", size=32, preprocessing="rescale")
+    assert "preprocess_input" in [l.name for l in app.layers]
+    assert "rescale" in [l.name for l in rescale.layers]
+    assert "rescale" in [l.name for l in build("weinet", size=32).layers]
+
+
+@pytest.fixture
+def weights_mirror(tmp_path):
+    """A local HTTP mirror holding real (randomly initialised) VGG16 no-top weights."""
+    import tf_keras as keras
+
+    root = tmp_path / "mirror"
+    target = root / NOTOP_FILES["vgg16"]
+    target.parent.mkdir(parents=True)
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    source.save_weights(str(target))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", source.get_weights()
+    server.shutdown()
+
+
+def test_fetch_weights_then_build_from_the_folder(weights_mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-cache"))
+    url, expected = weights_mirror
+    assert fetch_weights(str(tmp_path / "w"), ["vgg16"], url) == [Path(NOTOP_FILES["vgg16"]).name]
+    assert fetch_weights(str(tmp_path / "w"), ["vgg16"], url) == []  # already there: nothing fetched again
+    model = build("vgg16", size=32, weights="imagenet", weights_dir=str(tmp_path / "w"))
+    loaded = model.get_layer("vgg16").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, expected))
+
+
+def test_fetch_weights_cli_and_unreachable_mirror(weights_mirror, tmp_path):
+    url, _ = weights_mirror
+    exe = [sys.executable, "-m", "cluster.cli", "models", "fetch-weights", "--to", str(tmp_path / "w"), "--models", "vgg16"]
+    ok = subprocess.run(exe + ["--from", url], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "1 file(s) written" in ok.stdout, ok.stderr
+    bad = subprocess.run([*exe[:-2], "--models", "resnet50", "--from", "http://127.0.0.1:9/"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Could not download" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_models_cli_prints_table_3():
+    out = subprocess.run([sys.executable, "-m", "cluster.cli", "models", "--classes", "6", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    for name, (published, unit) in TABLE3.items():
+        assert round(rows[name]["parameters"] / unit, 1) == published
+        assert rows[name]["pretrained"] == (name in NOTOP_FILES)
+    assert rows["weinet"]["input_size"] == 64 and rows["silnet"]["input_size"] == 150

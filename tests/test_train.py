@@ -1,0 +1,106 @@
+"""Training: the in-process loop repeats exactly and learns; Ray Train with 2 workers learns and resumes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.config import train_config
+from pipelines.prepare import prepare
+from pipelines.shards import open_dataset, read_table
+from pipelines.train import STATE_FILE, class_weights, decode_images, fit_local, make_trainer, oversample
+
+from conftest import tiny_prepare_config
+
+SIZE = 48
+EPOCHS = 8
+
+
+def is_val(sha: str) -> bool:
+    """A fixed 30 % of images, chosen by their content hash: the same split on every path."""
+    return int(sha[:8], 16) % 10 < 3
+
+
+@pytest.fixture(scope="session")
+def learn_shards(tiny_phantom, tmp_path_factory):
+    """Every tiny-phantom frame at 48 px: enough faces for a small network to learn the expression."""
+    out = tmp_path_factory.mktemp("learn") / "shards"
+    prepare(tiny_prepare_config(tiny_phantom, str(out), frames_per_subject_class=0,
+                                preprocess={"size": SIZE, "background": "grabcut"}), log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def arrays(learn_shards):
+    t = read_table(str(learn_shards), columns=["image", "label", "source_sha256"])
+    val = np.array([is_val(s) for s in t.column("source_sha256").to_pylist()])
+    x = decode_images(t.column("image").to_pylist(), SIZE)
+    y = np.asarray(t.column("label").to_pylist(), dtype=np.int64)
+    return (x[~val], y[~val]), (x[val], y[val])
+
+
+def chance(y: np.ndarray) -> float:
+    return float(np.bincount(y).max() / len(y))
+
+
+def above_chance(acc: float, y_val: np.ndarray) -> bool:
+    """Clearly above chance: beyond the majority rate plus two binomial standard errors of it."""
+    p = chance(y_val)
+    return acc > p + 2 * np.sqrt(p * (1 - p) / len(y_val))
+
+
+CFG = {"model": "weinet", "size": SIZE, "epochs": EPOCHS, "batch_size": 16, "learning_rate": 1e-3,
+       "augment": False, "patience": 0, "seed": 0}
+
+
+def test_class_weights_and_oversampling():
+    y = np.array([0] * 8 + [1] * 2)
+    w = class_weights(y, 2)
+    assert w[1] == 4 * w[0] and np.isclose(w[0] * 8 + w[1] * 2, 10)
+    idx = oversample(y, seed=0)
+    assert np.bincount(y[idx]).tolist() == [8, 8]
+
+
+def test_local_loop_repeats_exactly_and_learns(arrays, tmp_path):
+    train, val = arrays
+    cfg = train_config(CFG)
+    _, h1 = fit_local(cfg, train, val, checkpoint_dir=str(tmp_path / "ck"))
+    _, h2 = fit_local(cfg, train, val)
+    assert [r["val_loss"] for r in h1] == [r["val_loss"] for r in h2]  # seeded CPU runs repeat exactly
+    assert len(h1) == EPOCHS and {"val_f1_pain", "val_precision_no_pain", "val_recall_macro"} <= set(h1[-1])
+    best = max(r["val_accuracy"] for r in h1[-3:])
+    assert above_chance(best, val[1]), (best, chance(val[1]))
+    # continue from the epoch-2 checkpoint: the next epoch is 3, and it is the same as the uninterrupted run's
+    _, h3 = fit_local(cfg.model_copy(update={"epochs": 4}), train, val, restore_dir=str(tmp_path / "ck" / "epoch-0002"))
+    assert [r["epoch"] for r in h3] == [3]
+
+
+def test_early_stopping(arrays):
+    train, val = arrays
+    cfg = train_config({**CFG, "epochs": 30, "patience": 1, "learning_rate": 1e-7})
+    _, history = fit_local(cfg, train, val)
+    assert len(history) < 30 and history[-1]["stopped_early"]
+
+
+def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
+    """TensorflowTrainer, 2 CPU workers, MultiWorkerMirroredStrategy over tf-keras, fed from the Parquet shards."""
+    ds = open_dataset(str(learn_shards))
+    train_ds = ds.filter(lambda r: not is_val(r["source_sha256"]))
+    val_ds = ds.filter(lambda r: is_val(r["source_sha256"]))
+    cfg = train_config(CFG)
+    trainer = make_trainer(cfg, train_ds, val_ds, workers=2, cpus_per_worker=0.5, storage_path=str(tmp_path), name="two")
+    result = trainer.fit()
+    history = result.metrics_dataframe
+    assert list(history["epoch"]) == list(range(EPOCHS))
+    val_y = arrays[1][1]
+    best = float(history["val_accuracy"].iloc[-3:].max())
+    assert above_chance(best, val_y), (best, chance(val_y))
+    assert result.checkpoint is not None
+    # a new run continues from that checkpoint instead of starting over
+    more = make_trainer(cfg.model_copy(update={"epochs": EPOCHS + 1}), train_ds, val_ds, workers=2, cpus_per_worker=0.5,
+                        storage_path=str(tmp_path), name="two-continued", resume_from=result.checkpoint)
+    again = more.fit()
+    with result.checkpoint.as_directory() as d:
+        saved = json.loads((Path(d) / STATE_FILE).read_text())["epoch"]
+    assert list(again.metrics_dataframe["epoch"]) == list(range(saved + 1, EPOCHS + 1))
