@@ -11,6 +11,7 @@ from collections.abc import Sequence
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported anywhere
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import cluster.local  # noqa: E402,F401  (before anything imports Ray: a local cluster stays on 127.0.0.1)
 from pipelines.errors import PainsearchError  # noqa: E402
 
 

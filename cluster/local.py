@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import os
 
+# Ray's single-machine mode: with no cluster to join, every Ray process listens on 127.0.0.1 only.
+# It must be set before Ray is imported, so importing this module sets it (the CLI imports it first).
+if not os.environ.get("RAY_ADDRESS"):
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 RUNTIME_ENV_VARS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0"}
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect once. A local cluster binds to 127.0.0.1 and runs no dashboard: nothing is exposed."""
+    """Connect once. A local cluster listens on 127.0.0.1 only and runs no dashboard: nothing is exposed."""
     import ray
 
     if ray.is_initialized():
@@ -21,5 +26,5 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env,
-                 _node_ip_address="127.0.0.1", log_to_driver=True, configure_logging=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=True,
+                 configure_logging=False)

@@ -216,7 +216,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     val = (np.concatenate([r["x"] for r in val_rows]), np.concatenate([r["y"] for r in val_rows]))
 
     def epoch_data(epoch: int):
-        ds = shard.to_tf(feature_columns="x", label_columns="y", batch_size=per_worker, prefetch_batches=2,
+        ds = shard.to_tf(feature_columns="x", label_columns="y", batch_size=per_worker, prefetch_batches=2, drop_last=True,
                          local_shuffle_buffer_size=4 * per_worker, local_shuffle_seed=cfg.seed + epoch)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -243,16 +243,42 @@ def _rows(shard) -> Iterator[dict[str, np.ndarray]]:
     yield from shard.iter_batches(batch_size=256, batch_format="numpy")
 
 
+EPOCHS_DIR = "epochs"
+
+
+def epoch_log_callback(storage_path: str, name: str):
+    """A Ray Train callback (it runs in the controller) that keeps every epoch's metrics beside the run:
+    `<storage>/<name>/epochs/<epoch>.json`. Ray's Result keeps only the metrics of kept checkpoints."""
+    from ray.train import UserCallback
+
+    from pipelines.storage import open_store
+
+    class EpochLog(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            rank0 = metrics[0]
+            open_store(storage_path).write_bytes(json.dumps(rank0).encode(), name, EPOCHS_DIR, f"{int(rank0['epoch']):04d}.json")
+
+    return EpochLog()
+
+
+def read_epochs(storage_path: str, name: str) -> list[dict[str, Any]]:
+    """The per-epoch metrics a run logged, in epoch order."""
+    from pipelines.storage import open_store
+
+    store = open_store(storage_path)
+    return [json.loads(store.read_bytes(name, EPOCHS_DIR, f)) for f in store.list(name, EPOCHS_DIR)]
+
+
 def make_trainer(
     cfg: TrainConfig,
     train_ds,
     val_ds,
+    storage_path: str,
+    name: str,
     workers: int = 1,
     use_gpu: bool = False,
     gpus_per_worker: float = 1.0,
     cpus_per_worker: float = 1.0,
-    storage_path: str | None = None,
-    name: str | None = None,
     max_failures: int = 0,
     resume_from=None,
 ):
@@ -289,5 +315,6 @@ def make_trainer(
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=f"val_{cfg.monitor}",
                                                checkpoint_score_order="min" if cfg.monitor == "loss" else "max"),
             failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=[epoch_log_callback(storage_path, name)],
         ),
     )

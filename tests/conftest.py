@@ -15,8 +15,10 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.pop(  "PAINSEARCH_SUBJECT_KEY", None)
+os.environ.pop("PAINSEARCH_SUBJECT_KEY", None)
+os.environ.pop("RAY_ADDRESS", None)
 
+import cluster.local  # noqa: E402,F401  (before Ray is imported: the test cluster listens on 127.0.0.1)
 from pipelines.config import prepare_config  # noqa: E402
 
 S3_KEY, S3_SECRET = "painsearch-test", "painsearch-test-secret"
