@@ -21,6 +21,7 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/preprocess.py
+	$(VENV)/bin/python benchmarks/input_pipeline.py
 
 clean:
 	rm -rf $(VENV) demo-out smoke-out

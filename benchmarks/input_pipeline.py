@@ -54,11 +54,6 @@ def main() -> None:
     ap.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args()
 
-    import tensorflow as tf
-    import tf_keras as keras
-
-    from pipelines.models import build
-
     work = Path(tempfile.mkdtemp(prefix="painsearch-bench-input-"))
     try:
         phantom = work / "phantom"
@@ -73,6 +68,12 @@ def main() -> None:
         n = table.num_rows
         x = decode_images(table.column("image").to_pylist(), args.size)
         y = table.column("label").to_numpy().astype("int64")
+        # TensorFlow only now: prepare's detector loads torch, and torch must come first in one process
+        import tensorflow as tf
+        import tf_keras as keras
+
+        from pipelines.models import build
+
         ensure_ray(num_cpus=2)
         ds = open_dataset(shards, columns=["image", "label"]).map_batches(
             decode_batch, fn_kwargs={"size": args.size}, batch_format="numpy").materialize()

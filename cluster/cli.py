@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="painsearch",
         description="Pain detection in face images at cluster scale: phantom data, preprocessing to Parquet "
-        "shards, and (in later releases) the Ray Tune study and its report.",
+        "shards, the ten networks of the study, and (in later releases) the Ray Tune study and its report.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -17,6 +17,8 @@ from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import pipelines._torch_first  # noqa: E402,F401  (torch after TensorFlow segfaults)
+
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 

@@ -8,7 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import functools
+import http.server
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,22 @@ def s3_env(seaweed, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed["secret"])
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return seaweed
+
+
+@pytest.fixture
+def weights_mirror(tmp_path):
+    """A local HTTP mirror holding real (randomly initialised) VGG16 no-top weights."""
+    import tf_keras as keras
+
+    from pipelines.models.weights import NOTOP_FILES
+
+    root = tmp_path / "mirror"
+    target = root / NOTOP_FILES["vgg16"]
+    target.parent.mkdir(parents=True)
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    source.save_weights(str(target))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", source.get_weights()
+    server.shutdown()

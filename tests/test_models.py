@@ -1,11 +1,8 @@
 """The registry: every network builds, counts its parameters like the paper, trains a step, finds its weights."""
 
-import functools
-import http.server
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -111,23 +108,6 @@ def test_preprocessing_choice():
     assert "rescale" in [l.name for l in build("weinet", size=32).layers]
 
 
-@pytest.fixture
-def weights_mirror(tmp_path):
-    """A local HTTP mirror holding real (randomly initialised) VGG16 no-top weights."""
-    import tf_keras as keras
-
-    root = tmp_path / "mirror"
-    target = root / NOTOP_FILES["vgg16"]
-    target.parent.mkdir(parents=True)
-    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
-    source.save_weights(str(target))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", source.get_weights()
-    server.shutdown()
-
-
 def test_fetch_weights_then_build_from_the_folder(weights_mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-cache"))
     url, expected = weights_mirror
@@ -156,3 +136,11 @@ def test_models_cli_prints_table_3():
         assert round(rows[name]["parameters"] / unit, 1) == published
         assert rows[name]["pretrained"] == (name in NOTOP_FILES)
     assert rows["weinet"]["input_size"] == 64 and rows["silnet"]["input_size"] == 150
+
+
+def test_detector_and_trainer_live_in_one_process():
+    """torchvision imported after TensorFlow segfaults here; importing the models first must prevent it."""
+    code = ("import numpy as np, pipelines.models, tensorflow; from facenet_pytorch import MTCNN; "
+            "MTCNN(keep_all=True).detect(np.zeros((64, 64, 3), np.uint8)); print('alive')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "alive" in r.stdout, r.stderr[-500:]

@@ -61,3 +61,20 @@ def test_unreachable_endpoint(monkeypatch):
     with pytest.raises(PainsearchError) as err:
         open_store("s3://painsearch/x").check_writable()
     assert "could not be reached" in str(err.value) and "127.0.0.1:9" in str(err.value)
+
+
+def test_imagenet_weights_from_an_s3_prefix(s3_env, weights_mirror, tmp_path, monkeypatch):
+    """fetch-weights fills an S3 prefix once; building from it copies the file into this node's Keras cache."""
+    import numpy as np
+
+    from pipelines.models import build, fetch_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "cache"))
+    url, expected = weights_mirror
+    assert len(fetch_weights("s3://painsearch/weights", ["vgg16"], url)) == 1
+    model = build("vgg16", size=32, weights="imagenet", weights_dir="s3://painsearch/weights")
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_layer("vgg16").get_weights(), expected))
+    assert any((tmp_path / "cache" / "models").iterdir())
+    with pytest.raises(PainsearchError, match="fetch-weights --to s3://painsearch/empty"):
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "other"))
+        build("resnet50", size=32, weights="imagenet", weights_dir="s3://painsearch/empty")

@@ -12,6 +12,8 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import pipelines._torch_first  # noqa: E402,F401  (torch after TensorFlow segfaults)
+
 from pipelines.models.registry import (  # noqa: E402
     MODELS,
     ModelSpec,
