@@ -83,6 +83,14 @@ class FaceDetector:
     """facenet-pytorch's MTCNN with the paper's one-face-per-image rule."""
 
     def __init__(self, cfg: PreprocessConfig, threads: int = 1) -> None:
+        import sys
+
+        if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
+            raise PainsearchError(
+                "Face detection cannot start in a process that loaded TensorFlow before torchvision (that "
+                "order crashes); import pipelines.models (or torchvision) before TensorFlow, or run prepare "
+                "in its own process."
+            )
         import torch
         from facenet_pytorch import MTCNN
 

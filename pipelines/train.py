@@ -245,6 +245,18 @@ def _rows(shard) -> Iterator[dict[str, np.ndarray]]:
     yield from shard.iter_batches(batch_size=256, batch_format="numpy")
 
 
+def oversample_dataset(ds, labels: np.ndarray, n_classes: int):
+    """Repeat each class's rows a whole number of times, so classes come out about equally often."""
+    counts = np.bincount(labels, minlength=n_classes)
+    parts = []
+    for c in range(n_classes):
+        if counts[c] == 0:
+            continue
+        part = ds.filter(expr=f"label == {c}")
+        parts.extend([part] * max(1, int(round(counts.max() / counts[c]))))
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
 EPOCHS_DIR = "epochs"
 
 
@@ -293,13 +305,7 @@ def make_trainer(
     size = cfg.size or get_spec(cfg.model).paper_size
     labels = np.asarray(train_ds.select_columns(["label"]).to_pandas()["label"], dtype=int)
     if cfg.imbalance == "oversample":
-        counts = np.bincount(labels, minlength=cfg.n_classes)
-        parts = []
-        for c in range(cfg.n_classes):
-            part = train_ds.filter(expr=f"label == {c}")
-            repeat = int(round(counts.max() / max(counts[c], 1)))
-            parts.extend([part] * max(repeat, 1))
-        train_ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        train_ds = oversample_dataset(train_ds, labels, cfg.n_classes)
     weights = class_weights(labels, cfg.n_classes) if cfg.imbalance == "class_weight" else None
     decode = {"fn_kwargs": {"size": size}, "batch_format": "numpy"}
     resources = {"CPU": cpus_per_worker}

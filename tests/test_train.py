@@ -119,3 +119,17 @@ def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
     with result.checkpoint.as_directory() as d:
         saved = json.loads((Path(d) / STATE_FILE).read_text())["epoch"]
     assert [h["epoch"] for h in read_epochs(str(tmp_path), "two-continued")] == list(range(saved + 1, EPOCHS + 1))
+
+
+def test_oversampling_a_ray_dataset(ray_local, tiny_shards):
+    from pipelines.train import oversample_dataset
+
+    ds = open_dataset(str(tiny_shards))
+    labels = np.asarray(ds.select_columns(["label"]).to_pandas()["label"], dtype=int)
+    imbalanced = ds.filter(expr="label == 0").union(ds.filter(expr="label == 1").limit(10))
+    y = np.asarray(imbalanced.select_columns(["label"]).to_pandas()["label"], dtype=int)
+    balanced = oversample_dataset(imbalanced, y, 2)
+    counts = np.bincount(np.asarray(balanced.select_columns(["label"]).to_pandas()["label"], dtype=int))
+    assert np.bincount(y)[1] == 10 and counts[1] == 10 * round(np.bincount(y)[0] / 10)
+    assert abs(int(counts[0]) - int(counts[1])) <= 5
+    assert len(labels) > 0
