@@ -22,6 +22,8 @@ test: setup
 bench: setup
 	$(VENV)/bin/python benchmarks/preprocess.py
 	$(VENV)/bin/python benchmarks/input_pipeline.py
+	$(VENV)/bin/python benchmarks/trial_overhead.py
+	$(VENV)/bin/python benchmarks/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) demo-out smoke-out

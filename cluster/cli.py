@@ -100,6 +100,84 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_sets(items: Sequence[str] | None) -> dict:
+    """`--set a.b=value` pairs -> a nested mapping; values are read as YAML (numbers, lists, null)."""
+    import yaml
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PainsearchError(f"`--set {item}` is not KEY=VALUE; write it like --set search.trials=4.")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise PainsearchError(f"The value in `--set {item}` is not valid YAML; quote it or fix its syntax.") from None
+        node = out
+        parts = key.strip().removeprefix("study.").split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from cluster.local import ensure_ray
+    from search.config import load_study_config
+    from search.study import check_inputs, run_study
+
+    overrides = parse_sets(args.set)
+    if args.storage:
+        overrides["storage"] = args.storage
+    cfg = load_study_config(args.config, overrides)
+    check_inputs(cfg, args.storage)  # before Ray starts: a mistake costs a second, not a cluster start
+    ensure_ray(num_cpus=args.num_cpus)
+    summary = run_study(cfg, resume=args.resume)
+    failed = int((summary["status"] != "ok").sum()) if len(summary) else 0
+    print(f"search: {len(summary)} searches done ({failed} failed) in {cfg.storage}; "
+          f"read it with `painsearch analyze {cfg.storage} --out report`")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.report import analyze
+
+    lime = None
+    if not args.no_lime:
+        from cluster.local import ensure_ray
+
+        ensure_ray(num_cpus=args.num_cpus)
+        lime = {"num_samples": args.lime_samples, "images_per_class": args.lime_images, "hide_color": args.lime_hide,
+                "positive_only": not args.lime_all_weights, "n_segments": args.lime_segments}
+    result = analyze(args.results, args.out, lime=lime, ratings=args.ratings, n_boot=args.bootstrap)
+    print(result["headline"][["model", "scenario", "accuracy", "f1_pain", "f1_macro [95% CI]"]].to_string(index=False))
+    return 0
+
+
+def _cmd_raters(args: argparse.Namespace) -> int:
+    from analysis.icc import SCALES, rater_agreement
+    from pipelines.datasets.cppain import read_ratings
+
+    result = rater_agreement(read_ratings(args.ratings))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+
+    def rows(block: dict, label: str) -> None:
+        for scale, r in block.items():
+            print(f"{label:<14}{SCALES[scale]:<12}{r['icc2_1']:>7.2f} [{r['ci95_2_1'][0]:5.2f}, {r['ci95_2_1'][1]:5.2f}]"
+                  f"{r['icc2_k']:>7.2f} [{r['ci95_2_k'][0]:5.2f}, {r['ci95_2_k'][1]:5.2f}]  {r['category']:<13}"
+                  f"{r['n_targets']:>4} x {r['n_raters']}")
+
+    print(f"{'stimulus':<14}{'scale':<12}{'ICC(2,1) [95% CI]':>22}{'ICC(2,k) [95% CI]':>22}  {'(2,1) is':<13}images x raters")
+    rows(result["scales"], "all")
+    for stimulus, block in result["by_stimulus"].items():
+        rows(block, stimulus)
+    print(f"pain by consensus (no rater scored FACS > 0 means no pain): {result['consensus_pain_share']:.1%} "
+          f"of {result['n_images']} images")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cluster.demo import run_demo
 
@@ -110,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="painsearch",
         description="Pain detection in face images at cluster scale: phantom data, preprocessing to Parquet "
-        "shards, the ten networks of the study, and (in later releases) the Ray Tune study and its report.",
+        "shards, the ten networks of the study, the Ray Tune study over them, and (in a later release) its report.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -161,6 +239,53 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--models", nargs="+", metavar="NAME", help="only these networks (default: all pretrained)")
     fw.add_argument("--from", dest="mirror", default=None, metavar="URL", help="a mirror of Keras's application weights")
     fw.set_defaults(fn=_cmd_models)
+
+    se = sub.add_parser("search", help="the study: Ray Tune + Optuna over networks x scenarios x folds")
+    sesub = se.add_subparsers(dest="search_command", required=True, metavar="STEP")
+    r = sesub.add_parser(
+        "run", help="run (or resume) the study of a config",
+        description="One Optuna (TPE) + ASHA search per (network, scenario, fold), each trial a Ray Train run; "
+        "searches run concurrently. Results (folds, Tune state, per-trial metrics, best checkpoints, test "
+        "predictions) go to the results store. Runs in-process on this machine, or on the cluster named by "
+        "RAY_ADDRESS (as under `ray job submit`).",
+    )
+    r.add_argument("--config", required=True, help="a study config with `data:` and `study:` sections (see configs/)")
+    r.add_argument("--storage", metavar="URI", help="results store: folder or s3://bucket/prefix (default: the config's)")
+    r.add_argument("--resume", action="store_true", help="continue the study already in the results store")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a `study:` setting, e.g. --set search.trials=4 --set models=[weinet] (repeatable)")
+    r.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs of the in-process Ray (default: all); ignored on a cluster")
+    r.set_defaults(fn=_cmd_search)
+
+    an = sub.add_parser("analyze", help="tables, figures, LIME heatmaps and index.html from a results store",
+                        description="Reads a results store (local or S3) and writes DIR/index.html (self-contained), "
+                        "DIR/report.md, DIR/tables/ (CSV and JSON) and DIR/figures/. Only the search protocol's "
+                        "choices reach the test numbers. No face appears in the report.")
+    an.add_argument("results", metavar="RESULTS_URI", help="the --storage of a study: folder or s3://bucket/prefix")
+    an.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    an.add_argument("--ratings", metavar="CSV", help="a CP-PAIN ratings.csv: adds the raters' agreement")
+    an.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    an.add_argument("--no-lime", dest="no_lime", action="store_true", help="skip the LIME heatmaps")
+    an.add_argument("--lime-samples", dest="lime_samples", type=int, default=300, metavar="N",
+                    help="perturbed samples per explanation (default 300)")
+    an.add_argument("--lime-images", dest="lime_images", type=int, default=8, metavar="N",
+                    help="test images per predicted class and dataset (default 8)")
+    an.add_argument("--lime-segments", dest="lime_segments", type=int, default=40, metavar="N",
+                    help="SLIC superpixels per image (default 40)")
+    an.add_argument("--lime-hide", dest="lime_hide", type=float, default=0.0, metavar="V",
+                    help="value hidden superpixels take (default 0, black)")
+    an.add_argument("--lime-all-weights", dest="lime_all_weights", action="store_true",
+                    help="keep negative LIME weights too (default: positive only)")
+    an.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs of the in-process Ray (default: all)")
+    an.set_defaults(fn=_cmd_analyze)
+
+    ra = sub.add_parser("raters", help="how far raters agree: ICC(2,1), ICC(2,k) with 95 % CI per scale and stimulus",
+                        description="Two-way random-effects, absolute-agreement ICCs (Shrout and Fleiss case 2, "
+                        "intervals of McGraw and Wong) for the FACS score, NCAPC and Wong-Baker of a CP-PAIN "
+                        "ratings.csv, overall and by stimulus (the paper's Table 4), with Fleiss's categories.")
+    ra.add_argument("ratings", help="ratings.csv (columns documented in the README)")
+    ra.add_argument("--json", action="store_true", help="print JSON")
+    ra.set_defaults(fn=_cmd_raters)
 
     d = sub.add_parser("demo", help="run what exists end to end on the phantom, on this CPU")
     d.add_argument("--out", default="demo-out", help="working folder (default demo-out)")

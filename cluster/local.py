@@ -12,7 +12,9 @@ import os
 if not os.environ.get("RAY_ADDRESS"):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-RUNTIME_ENV_VARS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0"}
+RUNTIME_ENV_VARS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0",
+                    "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+                    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -21,8 +23,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    from pipelines.storage import s3_env
+
     address = address or os.environ.get("RAY_ADDRESS")
-    env = {"env_vars": dict(RUNTIME_ENV_VARS)}
+    # workers reach the same S3 store as this driver (under `ray job submit`, the job's env has them)
+    env = {"env_vars": {**RUNTIME_ENV_VARS, **s3_env()}}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipelines.errors import PainsearchError
 
 PREPROCESS_VERSION = "1"
+# The registry's names, here too so that configs validate without importing TensorFlow
+# (pipelines.models checks that the two agree).
+MODEL_NAMES: tuple[str, ...] = ("alexnet", "songnet", "weinet", "silnet", "vgg16", "vgg19", "resnet50",
+                                "resnet101v2", "xception", "inceptionv3")
 Background = Literal["u2net_human_seg", "grabcut", "none"]
 BACKGROUNDS: tuple[str, ...] = ("u2net_human_seg", "grabcut", "none")
 

@@ -94,3 +94,24 @@ def open_dataset(uri: str, endpoint: str | None = None, columns: list[str] | Non
         raise PainsearchError(f"{uri} holds no rows (every input was rejected); see {REPORT} there for the reasons.")
     ds = ray.data.read_parquet(files, filesystem=store.fs, partitioning=None)
     return ds.select_columns(columns) if columns else ds
+
+
+def image_ids(dataset, subject, sequence, frame, source_sha256) -> list[str]:
+    """A stable id per stored face (the same from any copy of the shards): what folds and predictions key on.
+
+    Built from pseudonyms and the source hash only, so it reveals no subject id.
+    """
+    import hashlib
+
+    return [hashlib.sha256(f"{d}\x1f{s}\x1f{q}\x1f{int(f)}\x1f{h}".encode()).hexdigest()[:20]
+            for d, s, q, f, h in zip(dataset, subject, sequence, frame, source_sha256)]
+
+
+META_COLUMNS = ["label", "pain_level", "dataset", "subject", "sequence", "frame", "source_sha256"]
+
+
+def read_meta(uri: str, endpoint: str | None = None):
+    """Every row's metadata without the images, with its `image_id`: a pandas DataFrame."""
+    df = read_table(uri, endpoint, columns=META_COLUMNS).to_pandas()
+    df.insert(0, "image_id", image_ids(df["dataset"], df["subject"], df["sequence"], df["frame"], df["source_sha256"]))
+    return df

@@ -97,6 +97,15 @@ class Store:
         infos = self._call(lambda: self.fs.get_file_info(selector), "read")
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
 
+    def dirs(self, *parts: str) -> list[str]:
+        """Names of the folders directly below a folder (none if it does not exist)."""
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=False)
+        infos = self._call(lambda: self.fs.get_file_info(selector), "read")
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def delete_dir(self, *parts: str) -> None:
+        self._call(lambda: self.fs.delete_dir(self.path(*parts)), "write")
+
     def delete(self, *parts: str) -> None:
         self._call(lambda: self.fs.delete_file(self.path(*parts)), "write")
 

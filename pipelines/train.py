@@ -11,13 +11,12 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import pipelines._torch_first  # noqa: E402,F401  (torch after TensorFlow segfaults)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -101,17 +100,19 @@ def run(
     restore_dir: str | None,
     class_weight: dict[int, float] | None,
     is_chief: bool = True,
+    started_at: float | None = None,
 ):
     """Train and evaluate, epoch by epoch; `report(metrics, checkpoint_dir)` after each epoch.
 
     `epoch_data(epoch)` returns a `tf.data.Dataset` of (image, label) batches for this worker. The
     checkpoint holds the weights and the epoch, so a restarted run continues where it stopped.
     """
+    from pipelines.models import build  # first: it puts torch before TensorFlow where that matters
+
     import tensorflow as tf
     import tf_keras as keras
 
-    from pipelines.models import build
-
+    started_at = started_at or time.perf_counter()
     keras.utils.set_random_seed(cfg.seed)
     gpu = _use_gpu()
     if cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpu):
@@ -132,11 +133,16 @@ def run(
     sign = -1.0 if cfg.monitor == "loss" else 1.0
     val_x, val_y = val
     for epoch in range(start, cfg.epochs):
+        t_fit = time.perf_counter()
         history = model.fit(epoch_data(epoch), epochs=1, verbose=0, class_weight=class_weight)
+        t_eval = time.perf_counter()
         probs = _predict(model, val_x, max(1, cfg.batch_size))
         metrics = {f"val_{k}": v for k, v in classification_metrics(val_y, probs).items()}
         metrics.update({"epoch": epoch, "train_loss": float(history.history["loss"][-1]),
-                        "train_accuracy": float(history.history["accuracy"][-1])})
+                        "train_accuracy": float(history.history["accuracy"][-1]),
+                        # where the time goes (benchmarks/trial_overhead.py): Keras fit, validation, since the loop began
+                        "time_fit_s": t_eval - t_fit, "time_eval_s": time.perf_counter() - t_eval,
+                        "time_since_start_s": time.perf_counter() - started_at})
         score = sign * metrics[f"val_{cfg.monitor}"]
         if best is None or score > best:
             best, since_best = score, 0
@@ -174,6 +180,7 @@ def fit_local(
     restore_dir: str | None = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The same loop in this process, one replica: for notebooks and debugging. Returns (model, history)."""
+    import pipelines.models  # noqa: F401  (before TensorFlow: it puts torch first where that matters)
     import tensorflow as tf
 
     x, y = train
@@ -202,6 +209,7 @@ def fit_local(
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs (TensorflowTrainer sets TF_CONFIG for the strategy)."""
+    started_at = time.perf_counter()
     import ray.train
     import tensorflow as tf
 
@@ -238,7 +246,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     else:
         restore_dir = None
     tf.config.experimental.enable_op_determinism()
-    run(cfg, strategy, epoch_data, val, report, restore_dir, config.get("class_weight"), is_chief=ctx.get_world_rank() == 0)
+    run(cfg, strategy, epoch_data, val, report, restore_dir, config.get("class_weight"), is_chief=ctx.get_world_rank() == 0,
+        started_at=started_at)
 
 
 def _rows(shard) -> Iterator[dict[str, np.ndarray]]:
@@ -247,12 +256,14 @@ def _rows(shard) -> Iterator[dict[str, np.ndarray]]:
 
 def oversample_dataset(ds, labels: np.ndarray, n_classes: int):
     """Repeat each class's rows a whole number of times, so classes come out about equally often."""
+    from ray.data.expressions import col
+
     counts = np.bincount(labels, minlength=n_classes)
     parts = []
     for c in range(n_classes):
         if counts[c] == 0:
             continue
-        part = ds.filter(expr=f"label == {c}")
+        part = ds.filter(expr=col("label") == c)
         parts.extend([part] * max(1, int(round(counts.max() / counts[c]))))
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
@@ -260,26 +271,25 @@ def oversample_dataset(ds, labels: np.ndarray, n_classes: int):
 EPOCHS_DIR = "epochs"
 
 
-def epoch_log_callback(storage_path: str, name: str):
+def epoch_log_callback(store, name: str):
     """A Ray Train callback (it runs in the controller) that keeps every epoch's metrics beside the run:
-    `<storage>/<name>/epochs/<epoch>.json`. Ray's Result keeps only the metrics of kept checkpoints."""
+    `<storage>/<name>/epochs/<epoch>.json`. Ray's Result keeps only the metrics of kept checkpoints.
+    `store` is a `pipelines.storage.Store`; it travels to the controller with its credentials."""
     from ray.train import UserCallback
-
-    from pipelines.storage import open_store
 
     class EpochLog(UserCallback):
         def after_report(self, run_context, metrics, checkpoint) -> None:
             rank0 = metrics[0]
-            open_store(storage_path).write_bytes(json.dumps(rank0).encode(), name, EPOCHS_DIR, f"{int(rank0['epoch']):04d}.json")
+            store.write_bytes(json.dumps(rank0).encode(), name, EPOCHS_DIR, f"{int(rank0['epoch']):04d}.json")
 
     return EpochLog()
 
 
-def read_epochs(storage_path: str, name: str) -> list[dict[str, Any]]:
+def read_epochs(storage_path: str, name: str, endpoint: str | None = None) -> list[dict[str, Any]]:
     """The per-epoch metrics a run logged, in epoch order."""
     from pipelines.storage import open_store
 
-    store = open_store(storage_path)
+    store = open_store(storage_path, endpoint)
     return [json.loads(store.read_bytes(name, EPOCHS_DIR, f)) for f in store.list(name, EPOCHS_DIR)]
 
 
@@ -295,12 +305,22 @@ def make_trainer(
     cpus_per_worker: float = 1.0,
     max_failures: int = 0,
     resume_from=None,
+    endpoint: str | None = None,
+    callbacks: list | None = None,
+    labels: np.ndarray | None = None,
 ):
-    """A `TensorflowTrainer` for one run: shards decoded once per epoch on the fly, the val split unsplit."""
+    """A `TensorflowTrainer` for one run: shards decoded once per epoch on the fly, the val split unsplit.
+
+    `storage_path` is a folder or s3:// URI; the run lives at `<storage_path>/<name>`. `callbacks` are
+    more Ray Train callbacks (Tune's `TuneReportCallback` when the run is a trial). `labels` (the train
+    split's, if the caller knows them) saves a pass over the data for class weights."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
     from pipelines.models import get_spec
+    from pipelines.storage import open_store
+
+    store = open_store(storage_path, endpoint)
 
     size = cfg.size or get_spec(cfg.model).paper_size
     labels = np.asarray(train_ds.select_columns(["label"]).to_pandas()["label"], dtype=int)
@@ -317,12 +337,13 @@ def make_trainer(
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         datasets={"train": train_ds.map_batches(decode_batch, **decode),
                   "val": val_ds.map_batches(decode_batch, **decode)},
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        # one worker reads the whole train split: no split, so no coordinator actor to start
+        dataset_config=DataConfig(datasets_to_split=["train"] if workers > 1 else []),
         run_config=RunConfig(
-            storage_path=storage_path, name=name,
+            storage_path=store.root, storage_filesystem=store.fs, name=name,
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=f"val_{cfg.monitor}",
                                                checkpoint_score_order="min" if cfg.monitor == "loss" else "max"),
             failure_config=FailureConfig(max_failures=max_failures),
-            callbacks=[epoch_log_callback(storage_path, name)],
+            callbacks=[epoch_log_callback(store, name), *(callbacks or [])],
         ),
     )

@@ -22,6 +22,7 @@ os.environ.pop("PAINSEARCH_SUBJECT_KEY", None)
 os.environ.pop("RAY_ADDRESS", None)
 
 import cluster.local  # noqa: E402,F401  (before Ray is imported: the test cluster listens on 127.0.0.1)
+import pipelines._torch_first  # noqa: E402,F401  (tests detect faces and train in one process)
 from pipelines.config import prepare_config  # noqa: E402
 
 S3_KEY, S3_SECRET = "painsearch-test", "painsearch-test-secret"
@@ -137,3 +138,20 @@ def weights_mirror(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/", source.get_weights()
     server.shutdown()
+
+
+SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tiny_shards, ray_local, tmp_path_factory):
+    """configs/smoke.yaml as written (2 networks, 3 scenarios, 2 folds, 2 trials, 1 epoch, 32 px), in-process Ray."""
+    from cluster.cli import main as cli_main
+    from search.config import load_study_config
+
+    out = tmp_path_factory.mktemp("smoke") / "results"
+    t0 = time.time()
+    code = cli_main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", str(out)])
+    assert code == 0
+    return {"uri": str(out), "seconds": time.time() - t0,
+            "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": str(out)})}

@@ -9,6 +9,7 @@ from typing import Literal
 import tf_keras as keras
 from tf_keras import layers
 
+from pipelines.config import MODEL_NAMES
 from pipelines.errors import PainsearchError, choices
 from pipelines.models import scratch
 from pipelines.models.weights import NOTOP_FILES, weights_path
@@ -51,6 +52,7 @@ def _specs() -> dict[str, ModelSpec]:
         "inceptionv3": ModelSpec("inceptionv3", _application(apps.InceptionV3), 224, 75, True, "adam", 1e-4, apps.inception_v3.preprocess_input),
     }
     assert set(NOTOP_FILES) == {k for k, v in out.items() if v.pretrained}
+    assert tuple(out) == MODEL_NAMES, "pipelines.config.MODEL_NAMES must list the registry"
     return out
 
 

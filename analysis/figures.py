@@ -1,0 +1,76 @@
+"""The figures, in the paper's form where it has one (matplotlib, PNG, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+SCENARIO_NAMES = {"image_kfold": "image k-fold", "subject_kfold": "subject k-fold", "external": "external (CP-PAIN)"}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def by_network(summary: pd.DataFrame, path: Path) -> Path:
+    """Figure 4: accuracy and F1 (pain) by network, grouped by scenario, mean and std over folds."""
+    scenarios = [s for s in SCENARIO_NAMES if s in set(summary["scenario"])]
+    models = sorted(summary["model"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(max(7, 1.6 * len(models) * 2), 3.8), sharey=True)
+    width = 0.8 / max(1, len(scenarios))
+    for ax, metric, title in zip(axes, ("accuracy", "f1_pain"), ("accuracy", "F1 (pain)")):
+        for i, s in enumerate(scenarios):
+            rows = summary[summary["scenario"] == s].set_index("model").reindex(models)
+            x = np.arange(len(models)) + (i - (len(scenarios) - 1) / 2) * width
+            ax.bar(x, rows[f"{metric}_mean"], width, yerr=rows[f"{metric}_std"], capsize=3, label=SCENARIO_NAMES[s])
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+        ax.set_title(f"{title}, mean ± std over folds")
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def per_class_external(summary: pd.DataFrame, path: Path) -> Path | None:
+    """Figure 5: per-class precision and recall on the external set."""
+    ext = summary[summary["scenario"] == "external"].sort_values("model")
+    if ext.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(ext)), 3.6))
+    x = np.arange(len(ext))
+    bars = [("precision_no_pain", "precision, no pain"), ("recall_no_pain", "recall, no pain"),
+            ("precision_pain", "precision, pain"), ("recall_pain", "recall, pain")]
+    for i, (col, label) in enumerate(bars):
+        ax.bar(x + (i - 1.5) * 0.2, ext[col], 0.2, label=label)
+    ax.set_xticks(x, ext["model"], rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_title("per-class precision and recall on the external set")
+    ax.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+def search_reliability(trials: pd.DataFrame, metric: str, path: Path) -> Path | None:
+    """Best validation score against trials spent, one line per search."""
+    col = f"best_{metric}"
+    if trials.empty or col not in trials:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for (m, s, f), g in trials.sort_values("order").groupby(["model", "scenario", "fold"]):
+        best = g[col].cummax() if not metric.endswith("loss") else g[col].cummin()
+        ax.plot(np.arange(1, len(g) + 1), best, marker="o", ms=3, lw=1, alpha=0.7, label=f"{m} {s} {f}")
+    ax.set_xlabel("trials spent")
+    ax.set_ylabel(f"best {metric}")
+    ax.set_title("reliability of the search: best validation score so far")
+    if trials.groupby(["model", "scenario", "fold"]).ngroups <= 12:
+        ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)

@@ -1,0 +1,229 @@
+"""`painsearch analyze`: a results store -> tables (CSV, JSON), figures (PNG), heatmaps, index.html, report.md.
+
+index.html is one self-contained page: figures are embedded as data URIs, no script or style is
+fetched, so it opens offline and can be mailed. No face of any subject appears in it; subjects in
+tables are the shards' pseudonyms. The page checks on load that every figure decoded and records
+it in `<body data-figures-loaded="N/M">` (what the browser test reads).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures
+from analysis.metrics import HEADLINE, mcnemar, per_fold, summary
+from analysis.results import Results, load
+
+LOADED_CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  document.body.setAttribute('data-figures-loaded', ok + '/' + imgs.length);
+});
+</script>"""
+STYLE = """<style>
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+.maps img{width:210px}.note{color:#555;font-size:0.9em}.gap{color:#a00}
+</style>"""
+
+
+def _png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if np.isnan(v) else f"{v:.3f}"
+    return html.escape(str(v))
+
+
+def _table(df: pd.DataFrame, table_id: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
+    return f'<table id="{table_id}"><tr>{head}</tr>{rows}</table>'
+
+
+def headline(summ: pd.DataFrame) -> pd.DataFrame:
+    """Per model x scenario: mean ± std over folds and the pooled value with its bootstrap 95 % interval."""
+    out = summ[["model", "scenario", "folds", "test_images"]].copy()
+    for n in ("accuracy", "f1_pain", "f1_macro", "roc_auc"):
+        out[n] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(summ[f"{n}_mean"], summ[f"{n}_std"])]
+        out[f"{n} [95% CI]"] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+                                zip(summ[n], summ[f"{n}_ci_low"], summ[f"{n}_ci_high"])]
+    return out
+
+
+def write_tables(res: Results, out: Path, summ: pd.DataFrame, folds: pd.DataFrame, tests: pd.DataFrame,
+                 extra: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    tables = {"results_by_model_and_scenario": summ, "results_by_fold": folds,
+              "per_class": summ[["model", "scenario", "precision_no_pain", "recall_no_pain", "precision_pain", "recall_pain"]],
+              "model_comparisons_mcnemar": tests, "searches": res.searches, "trials": res.trials, **extra}
+    d = out / "tables"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_csv(d / f"{name}.csv", index=False)
+        (d / f"{name}.json").write_text(df.to_json(orient="records", indent=1))
+    return tables
+
+
+def analyze(uri: str, out: str | Path, endpoint: str | None = None, lime: dict[str, Any] | None = None,
+            ratings: str | None = None, n_boot: int = 1000, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Everything the report holds; returns paths and the headline table."""
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    res = load(uri, endpoint)
+    cfg = res.config
+    log(f"analyze: {len(res.predictions)} test predictions from {int((res.searches['status'] == 'ok').sum())} "
+        f"of {len(res.searches)} searches")
+    summ = summary(res.predictions, n_boot=n_boot, seed=cfg.get("seed", 0))
+    folds = per_fold(res.predictions)
+    tests = mcnemar(res.predictions)
+    extra: dict[str, pd.DataFrame] = {}
+
+    from pipelines.inspect import breakdown
+
+    try:
+        t2 = breakdown(cfg["shards"], cfg.get("s3_endpoint"))
+        extra["datasets_table2"] = pd.DataFrame(t2["datasets"])
+    except Exception as exc:  # the shards may live where this machine cannot reach
+        log(f"analyze: the dataset breakdown is left out ({exc})")
+    from pipelines.config import MODEL_NAMES
+
+    try:
+        from pipelines.models import model_table
+
+        extra["networks_table3"] = pd.DataFrame([r for r in model_table() if r["name"] in cfg["models"]])
+    except Exception as exc:  # pragma: no cover - model building needs TensorFlow only
+        log(f"analyze: the networks table is left out ({exc}); known networks: {', '.join(MODEL_NAMES)}")
+    counts = res.searches.groupby(["model", "scenario"]).agg(
+        searches=("fold", "count"), ok=("status", lambda s: int((s == "ok").sum())),
+        trials=("trials", "sum"), failed_trials=("failed_trials", "sum")).reset_index()
+    extra["trial_counts"] = counts
+
+    figs: dict[str, Path] = {}
+    figs["Accuracy and F1 (pain) by network and scenario (the paper's Figure 4)"] = figures.by_network(summ, out / "figures" / "by_network.png")
+    p = figures.per_class_external(summ, out / "figures" / "per_class_external.png")
+    if p:
+        figs["Per-class precision and recall on the external set (Figure 5)"] = p
+    p = figures.search_reliability(res.trials, cfg["search"]["metric"], out / "figures" / "search_reliability.png")
+    if p:
+        figs["Reliability of the search: best validation score against trials spent"] = p
+
+    heat = None
+    if lime is not None:
+        from analysis.heatmaps import global_heatmaps
+
+        log("analyze: LIME explanations as Ray tasks")
+        heat = global_heatmaps(res, out / "figures" / "heatmaps", **lime)
+        extra["heatmap_regions"] = heat["regions"]
+    raters = None
+    if ratings:
+        from analysis.icc import rater_agreement
+        from pipelines.datasets.cppain import read_ratings
+
+        raters = rater_agreement(read_ratings(ratings))
+    tables = write_tables(res, out, summ, folds, tests, extra)
+    head = headline(summ)
+    _write_html(out / "index.html", res, head, figs, tables, heat, raters)
+    _write_md(out / "report.md", res, head, figs, tables, heat, raters)
+    log(f"analyze: report at {out / 'index.html'}")
+    return {"index": out / "index.html", "headline": head, "summary": summ}
+
+
+def _protocol(res: Results) -> str:
+    c = res.config
+    s = c["search"]
+    return (f"{res.study['protocol']} Searches: Optuna {('TPE' if s['searcher'] == 'optuna' else 'random')} sampler "
+            f"{'with ASHA early stopping' if s['scheduler'] == 'asha' else 'without early stopping'}, "
+            f"{s['trials']} trials per (network, scenario, fold), metric {s['metric']}; {c['folds']} folds "
+            f"(external: {c['folds']} repeats); validation share {c['val_fraction']}; seed {c['seed']}.")
+
+
+def _gaps(res: Results) -> list[str]:
+    out = []
+    for r in res.searches.itertuples():
+        if r.status != "ok":
+            err = getattr(r, "error", "") if isinstance(getattr(r, "error", ""), str) else ""
+            out.append(f"{r.model} {r.scenario} fold {r.fold}: {r.status}" + (f" ({err[:200]})" if err else ""))
+    if not res.trials.empty and "status" in res.trials:
+        failed = res.trials[res.trials["status"] == "failed"]
+        for r in failed.itertuples():
+            out.append(f"trial {r.trial_id} of {r.model} {r.scenario} fold {r.fold} failed "
+                       f"({r.error_kind}): {str(r.error)[:200]}")
+    return out
+
+
+def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Path], tables: dict[str, pd.DataFrame],
+                heat: dict | None, raters: dict | None) -> None:
+    c = res.config
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>painsearch report</title>{STYLE}</head><body>",
+             "<h1>Pain detection in face images: study report</h1>",
+             f"<p class='note'>Written {time.strftime('%Y-%m-%d %H:%M')} by painsearch from {html.escape(res.store.uri)}.</p>",
+             "<h2>What was run, on what data</h2>",
+             f"<p>{len(c['models'])} network(s) ({html.escape(', '.join(c['models']))}) under "
+             f"{len(c['scenarios'])} scenario(s) ({html.escape(', '.join(c['scenarios']))}); training pool "
+             f"{html.escape(', '.join(c['pool']))}, external test set {html.escape(', '.join(c['external']))}.</p>"]
+    if "datasets_table2" in tables:
+        parts.append(_table(tables["datasets_table2"], "datasets"))
+    parts += ["<h2>Protocol</h2>", f"<p>{html.escape(_protocol(res))}</p>",
+              "<h2>Results</h2>",
+              "<p>Mean ± standard deviation over folds, and the estimate over all test images with its 95 % "
+              "bootstrap interval (subjects resampled). Chance is 0.5 for balanced classes.</p>",
+              _table(head, "headline")]
+    for title, p in figs.items():
+        parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{_png(p)}'>")
+    if not tables["model_comparisons_mcnemar"].empty:
+        parts += ["<h3>Paired comparisons (McNemar, Holm-corrected)</h3>", _table(tables["model_comparisons_mcnemar"], "mcnemar")]
+    if heat:
+        parts += ["<h2>Where the networks look: global LIME heatmaps</h2>",
+                  "<p>Each map averages the LIME explanations of one network's test images of one predicted class "
+                  "and dataset, warped to a common face with the five detected landmarks, over an outline (no real face).</p>",
+                  "<div class='maps'>"]
+        for title, p in heat["figures"].items():
+            parts.append(f"<img alt='{html.escape(title)}' src='{_png(p)}'>")
+        parts += ["</div>", _table(heat["regions"], "heatmap-regions")]
+    if raters:
+        rows = [{"stimulus": "all", "scale": k, **_icc_row(v)} for k, v in raters["scales"].items()]
+        rows += [{"stimulus": s, "scale": k, **_icc_row(v)} for s, b in raters["by_stimulus"].items() for k, v in b.items()]
+        parts += ["<h2>Agreement of the human raters</h2>", _table(pd.DataFrame(rows), "raters"),
+                  f"<p>{raters['consensus_pain_share']:.1%} of {raters['n_images']} images are pain by consensus.</p>"]
+    gaps = _gaps(res)
+    parts.append("<h2>Failures and gaps</h2>")
+    parts.append("<ul>" + "".join(f"<li class='gap'>{html.escape(g)}</li>" for g in gaps) + "</ul>" if gaps else "<p>None: every search finished.</p>")
+    parts += ["<h2>Versions and config</h2>", f"<pre>{html.escape(json.dumps(res.study.get('versions', {}), indent=1))}</pre>",
+              f"<pre>{html.escape(json.dumps(c, indent=1))}</pre>", LOADED_CHECK, "</body></html>"]
+    path.write_text("\n".join(parts))
+
+
+def _icc_row(v: dict) -> dict:
+    return {"ICC(2,1)": v["icc2_1"], "95% CI (2,1)": f"[{v['ci95_2_1'][0]:.2f}, {v['ci95_2_1'][1]:.2f}]",
+            "ICC(2,k)": v["icc2_k"], "95% CI (2,k)": f"[{v['ci95_2_k'][0]:.2f}, {v['ci95_2_k'][1]:.2f}]",
+            "category": v["category"], "images": v["n_targets"], "raters": v["n_raters"]}
+
+
+def _md(df: pd.DataFrame) -> str:
+    rows = [" | ".join(_fmt(v) for v in r) for r in df.itertuples(index=False)]
+    return "\n".join([" | ".join(map(str, df.columns)), " | ".join("---" for _ in df.columns), *rows])
+
+
+def _write_md(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Path], tables: dict[str, pd.DataFrame],
+              heat: dict | None, raters: dict | None) -> None:
+    lines = ["# Study report", "", _protocol(res), "", "## Results", "", _md(head), ""]
+    for title, p in figs.items():
+        lines += [f"### {title}", "", f"![{title}]({p.relative_to(path.parent)})", ""]
+    if heat:
+        lines += ["## Global LIME heatmaps", "", _md(heat["regions"]), ""]
+    gaps = _gaps(res)
+    lines += ["## Failures and gaps", ""] + ([f"- {g}" for g in gaps] or ["None: every search finished."])
+    path.write_text("\n".join(lines) + "\n")

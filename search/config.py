@@ -1,0 +1,141 @@
+"""The study config: which networks, scenarios and folds, how hard to search, where trials run.
+
+A study config file holds `data:` (the prepare settings, see pipelines.config) and `study:` (these).
+Every default lives here once; `painsearch search run --help` and the README point at this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from pipelines.config import MODEL_NAMES as MODELS
+from pipelines.config import Strict, explain, load_yaml, merge
+from pipelines.errors import PainsearchError, choices
+
+Scenario = Literal["image_kfold", "subject_kfold", "external"]
+SCENARIOS: tuple[str, ...] = ("image_kfold", "subject_kfold", "external")
+PAIN_DB = ("unbc", "mintpain", "delaware")
+CP_PAIN = ("cppain",)
+
+
+class SpaceConfig(Strict):
+    """Bounds of the search space; a bound left out takes the model-aware default (search.space)."""
+
+    learning_rate: tuple[float, float] | None = Field(None, description="log-uniform range")
+    epochs: tuple[int, int] | None = Field(None, description="integer range; ASHA's max_t is its upper end")
+    finetune_depth: tuple[float, float] | None = Field(None, description="fraction of the pretrained backbone frozen")
+
+
+class SearchConfig(Strict):
+    """How each (model, scenario, fold) search runs."""
+
+    trials: int = Field(8, ge=1, description="Optuna trials per search")
+    max_concurrent_trials: int = Field(2, ge=1, description="trials at once within one search")
+    concurrent_searches: int = Field(2, ge=1, description="searches at once; together they fill the cluster")
+    metric: Literal["val_f1_macro", "val_accuracy", "val_loss"] = "val_f1_macro"
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets")
+    reduction_factor: int = Field(3, ge=2, description="ASHA: keep the top 1/reduction_factor at each rung")
+    scheduler: Literal["asha", "none"] = "asha"
+    searcher: Literal["optuna", "random"] = "optuna"
+    time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget per search; None: the trial count")
+    retries: int = Field(1, ge=0, description="a trial that raises is run again this many times, then recorded as failed")
+    space: SpaceConfig = SpaceConfig()
+    verbose: int = Field(1, ge=0, le=2, description="Tune's progress table: 0 off, 1 status, 2 every result")
+
+
+class ResourcesConfig(Strict):
+    """What one trial takes; a trial is a Ray Train run of `workers_per_trial` workers."""
+
+    workers_per_trial: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0, description="0: CPU only; fractions let small networks share a card")
+
+
+class TrainDefaults(Strict):
+    """Training settings every trial shares (what the search does not vary)."""
+
+    size: int | None = Field(None, ge=8, description="input side; None: each network's paper size")
+    batch_size: int = Field(32, ge=1)
+    weights: Literal["imagenet", "none"] = "imagenet"
+    weights_dir: str | None = None
+    preprocessing: Literal["application", "rescale"] = "application"
+    augment: bool = True
+    imbalance: Literal["class_weight", "oversample", "none"] = "class_weight"
+    patience: int = Field(5, ge=0)
+
+
+class StudyConfig(Strict):
+    """Everything `painsearch search run` needs."""
+
+    shards: str = Field(description="the prepared shards (default: the `data.out` of the same file)")
+    storage: str = Field("results", description="the results store: a folder or s3://bucket/prefix")
+    s3_endpoint: str | None = None
+    models: tuple[str, ...] = tuple(MODELS)
+    scenarios: tuple[Scenario, ...] = SCENARIOS
+    folds: int = Field(5, ge=2, description="outer folds of the k-fold scenarios, and repeats of `external`")
+    val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="share of each training split held out for validation")
+    pool: tuple[str, ...] = Field(PAIN_DB, description="datasets that form the training pool (PAIN-DB)")
+    external: tuple[str, ...] = Field(CP_PAIN, description="datasets of the external test set (CP-PAIN)")
+    seed: int = 0
+    train: TrainDefaults = TrainDefaults()
+    search: SearchConfig = SearchConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        for m in self.models:
+            if m not in MODELS:
+                raise ValueError(f"names an unknown network {m!r}; choose from {choices(MODELS)}")
+        if len(set(self.models)) != len(self.models) or len(set(self.scenarios)) != len(self.scenarios):
+            raise ValueError("lists a network or scenario twice")
+        if set(self.pool) & set(self.external):
+            raise ValueError("uses a dataset both in `pool` and in `external`")
+        if not self.pool:
+            raise ValueError("has an empty `pool`; name the datasets to train on")
+        if "external" in self.scenarios and not self.external:
+            raise ValueError("asks for the `external` scenario but names no `external` datasets")
+        return self
+
+    @property
+    def metric_mode(self) -> str:
+        return "min" if self.search.metric == "val_loss" else "max"
+
+
+def study_config(data: dict[str, Any], where: str = "the study settings") -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise explain(exc, where) from exc
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if not value or "://" in value:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """The `study:` section of a config file; relative paths are taken from the file's folder."""
+    path = Path(path)
+    raw = load_yaml(path)
+    study = raw.get("study")
+    if not isinstance(study, dict):
+        raise PainsearchError(f"{path} has no `study:` section; add one (see configs/smoke.yaml) to run a search.")
+    study = merge(study, overrides or {})
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    base = path.parent.resolve()
+    if not study.get("shards"):
+        if not data.get("out"):
+            raise PainsearchError(f"In {path}, `study.shards` is not set and there is no `data.out`; name the prepared shards.")
+        study["shards"] = data["out"]
+    study["shards"] = _resolve(base, study["shards"])
+    if "storage" in study and (overrides or {}).get("storage") is None:
+        study["storage"] = _resolve(base, study["storage"])
+    if isinstance(study.get("train"), dict) and study["train"].get("weights_dir"):
+        study["train"] = {**study["train"], "weights_dir": _resolve(base, study["train"]["weights_dir"])}
+    study.setdefault("s3_endpoint", data.get("s3_endpoint"))
+    return study_config(study, where=str(path))

@@ -1,0 +1,193 @@
+"""The whole study: every (model, scenario, fold) search, run concurrently, resumable after any kill.
+
+The results store (a folder or s3://bucket/prefix), the contract that `analysis/` reads:
+
+  study.json                         the resolved config, versions, the protocol; written first
+  folds/<scenario>.parquet           fold, image_id, role (train/val/test), dataset, subject (pseudonym), label
+  searches/<model>/<scenario>/fold-<k>/
+    tune/                            Tune's experiment state and per-trial results (restorable)
+    train/<trial_id>/epochs/*.json   every epoch's metrics of every trial (Ray Train runs)
+    train/<trial_id>/checkpoint_*/   the best trial's kept checkpoint only
+    attempts/<trial_id>-<n>.json     each failed attempt of a trial: error, kind (error, out_of_memory)
+    timing/<trial_id>-<n>.json       wall, set-up and `fit` time of each finished run of a trial (n counts reruns)
+    trials.csv                       one row per trial: hyperparameters, best validation score, status, error
+    best/model.h5, state.json, trial.json   the best trial's weights and choice
+    predictions.parquet              test images: image_id, dataset, subject, label, prob_<c>, pred
+    done.json                        written last: status (ok/failed), best score, trial counts
+  summary.csv                        one row per finished search
+
+Subjects appear only as the shards' keyed pseudonyms.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from pipelines.errors import PainsearchError
+from pipelines.storage import Store, open_store
+from search.config import StudyConfig
+from search.folds import make_folds
+from search.trial import FOLDS_DIR, SearchKey
+from search.tuner import DONE, run_search
+
+STUDY_FILE = "study.json"
+SUMMARY = "summary.csv"
+FORMAT = "painsearch-results"
+FORMAT_VERSION = 1
+PROTOCOL = ("Nested: in every outer fold a validation split carved from the training split (by subject "
+            "where the scenario is by subject) is all that Optuna, ASHA and early stopping see; the test "
+            "split is scored once, with the best trial's weights, after the search ends.")
+# settings that may change between a run and its resumption (they do not change any result)
+RESUMABLE_CHANGES = {"storage", "search.verbose", "search.concurrent_searches", "search.max_concurrent_trials"}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("painsearch", "ray", "tensorflow", "tf-keras", "optuna", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def searches(cfg: StudyConfig) -> list[SearchKey]:
+    """Every search of the study, in the order they start: fold-major, so early results span all models."""
+    return [SearchKey(m, s, k) for k in range(cfg.folds) for s in cfg.scenarios for m in cfg.models]
+
+
+def _start(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> None:
+    resolved = cfg.model_dump(mode="json")
+    if store.exists(STUDY_FILE):
+        if not resume:
+            raise PainsearchError(
+                f"{store.uri} already holds a study; pass --resume to continue it, or choose another --storage."
+            )
+        old = json.loads(store.read_bytes(STUDY_FILE))["config"]
+        a, b = _flat(old), _flat(resolved)
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise PainsearchError(
+                f"The study at {store.uri} was started with other settings ({', '.join(changed)} differ); resume it "
+                f"with the config it was started with, or choose another --storage for the new one."
+            )
+        log(f"resuming the study at {store.uri}")
+        return
+    if resume:
+        log(f"nothing to resume at {store.uri}: starting a new study there")
+    store.write_bytes(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "config": resolved,
+                                  "protocol": PROTOCOL, "versions": _versions(), "started": time.time()},
+                                 indent=2).encode(), STUDY_FILE)
+
+
+def write_folds(cfg: StudyConfig, store: Store) -> dict[str, pd.DataFrame]:
+    """The fold tables, made once and then read back, so a resumed study uses exactly the same folds."""
+    from pipelines.shards import read_meta
+
+    out: dict[str, pd.DataFrame] = {}
+    meta = None
+    for scenario in cfg.scenarios:
+        name = f"{scenario}.parquet"
+        if store.exists(FOLDS_DIR, name):
+            out[scenario] = pd.read_parquet(io.BytesIO(store.read_bytes(FOLDS_DIR, name)))
+            continue
+        if meta is None:
+            meta = read_meta(cfg.shards, cfg.s3_endpoint)
+        folds = make_folds(meta, scenario, cfg.folds, cfg.seed, cfg.pool, cfg.external, cfg.val_fraction)
+        folds = folds.merge(meta[["image_id", "dataset", "subject", "label"]], on="image_id", how="left")
+        if folds["fold"].max() + 1 < cfg.folds:
+            raise PainsearchError(
+                f"The {scenario} scenario asks for {cfg.folds} folds but the data allow {folds['fold'].max() + 1}; "
+                f"lower `study.folds` or prepare more subjects."
+            )
+        buf = io.BytesIO()
+        folds.to_parquet(buf, index=False)
+        store.write_bytes(buf.getvalue(), FOLDS_DIR, name)
+        out[scenario] = folds
+    return out
+
+
+def read_done(store: Store, key: SearchKey) -> dict[str, Any] | None:
+    return json.loads(store.read_bytes(key.path, DONE)) if store.exists(key.path, DONE) else None
+
+
+def _line(i: int, n: int, done: dict[str, Any]) -> str:
+    head = f"[{i}/{n}] {done['model']} {done['scenario']} fold {done['fold']}:"
+    tail = f"{done['trials']} trials ({done['failed_trials']} failed), {done['seconds']:.0f} s"
+    if done["status"] == "ok":
+        return f"{head} best {done['metric']} {done['best_score']:.3f} after {tail}"
+    return f"{head} FAILED after {tail}: {done.get('error', '')[:300]}"
+
+
+def write_summary(cfg: StudyConfig, store: Store) -> pd.DataFrame:
+    rows = [d for k in searches(cfg) if (d := read_done(store, k))]
+    df = pd.DataFrame([{k: v for k, v in d.items() if k != "params"} | {f"param_{p}": v for p, v in (d.get("params") or {}).items()}
+                       for d in rows])
+    store.write_bytes(df.to_csv(index=False).encode(), SUMMARY)
+    return df
+
+
+def check_inputs(cfg: StudyConfig, storage: str | None = None) -> None:
+    """Fail early, in one sentence, on missing shards or an unwritable store."""
+    from pipelines.shards import read_manifest
+
+    read_manifest(open_store(cfg.shards, cfg.s3_endpoint))
+    open_store(storage or cfg.storage, cfg.s3_endpoint).check_writable()
+
+
+def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False,
+              log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run every search not yet done, `concurrent_searches` at a time; return the summary (one row per search)."""
+    import ray
+
+    cfg = cfg.model_copy(update={"storage": storage or cfg.storage})
+    check_inputs(cfg)
+    store = open_store(cfg.storage, cfg.s3_endpoint)
+    _start(cfg, store, resume, log)
+    write_folds(cfg, store)
+    todo = [k for k in searches(cfg) if not store.exists(k.path, DONE)]
+    total = len(searches(cfg))
+    finished = total - len(todo)
+    if finished:
+        log(f"{finished} of {total} searches already done; {len(todo)} to run")
+    task = ray.remote(num_cpus=0, max_retries=0)(run_search)
+    cfg_data = cfg.model_dump(mode="json")
+    pending: dict[Any, SearchKey] = {}
+    failures = 0
+    while todo or pending:
+        while todo and len(pending) < cfg.search.concurrent_searches:
+            key = todo.pop(0)
+            pending[task.remote(cfg_data, store.uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})] = key
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        finished += 1
+        try:
+            done = ray.get(ready[0])
+            log(_line(finished, total, done))
+        except Exception as exc:  # an infrastructure failure: the search is left undone, to be resumed
+            failures += 1
+            cause = getattr(exc, "cause", None) or exc
+            log(f"[{finished}/{total}] {key}: the search stopped with {type(cause).__name__}: "
+                f"{str(cause).strip()[:500]}; rerun with --resume to continue it")
+    summary = write_summary(cfg, store)
+    if failures:
+        raise PainsearchError(f"{failures} search(es) stopped before their end; rerun with --resume to continue them.")
+    return summary

@@ -1,0 +1,120 @@
+"""Analysis: metrics against known values, `painsearch analyze` on the smoke study, the report in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.explain import CANON, TEMPLATE, region_share, to_canonical
+from analysis.metrics import bootstrap_ci, holm, mcnemar, metrics_of, roc_auc
+from cluster.cli import main
+
+
+def test_roc_auc_and_confusion_on_known_values():
+    y = np.array([0, 0, 1, 1])
+    assert roc_auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    df = pd.DataFrame({"label": [0, 0, 1, 1], "prob_0": [0.9, 0.6, 0.65, 0.2], "prob_1": [0.1, 0.4, 0.35, 0.8],
+                       "dataset": "d", "subject": ["a", "a", "b", "c"]})
+    m = metrics_of(df)
+    assert (m["cm_00"], m["cm_01"], m["cm_10"], m["cm_11"]) == (2, 0, 1, 1)
+    assert m["accuracy"] == pytest.approx(0.75) and m["recall_pain"] == pytest.approx(0.5)
+
+
+def test_bootstrap_interval_resamples_subjects():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 2, n)
+    p1 = np.clip(y * 0.6 + rng.random(n) * 0.5, 0, 1)
+    df = pd.DataFrame({"label": y, "prob_1": p1, "prob_0": 1 - p1, "dataset": "d", "subject": [f"s{i // 10}" for i in range(n)]})
+    est = metrics_of(df)["accuracy"]
+    lo, hi = bootstrap_ci(df, names=("accuracy",), n_boot=300)["accuracy"]
+    assert lo < est < hi and hi - lo < 0.2
+
+
+def test_mcnemar_and_holm():
+    # model a right on 12 images where b is wrong, b right on 2 where a is wrong: exact two-sided p = 0.013
+    rows = []
+    for i in range(30):
+        a_ok, b_ok = (i < 12, False) if i < 12 else ((False, True) if i < 14 else (True, True))
+        for model, ok in (("a", a_ok), ("b", b_ok)):
+            rows.append({"scenario": "s", "fold": 0, "image_id": f"i{i}", "model": model, "label": 1, "pred": int(ok)})
+    t = mcnemar(pd.DataFrame(rows))
+    assert t.loc[0, "only_a_correct"] == 12 and t.loc[0, "only_b_correct"] == 2
+    assert t.loc[0, "p"] == pytest.approx(0.01294, abs=1e-4)
+    assert np.allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+
+
+def test_canonical_warp_puts_landmarks_on_the_template():
+    # a crop whose landmarks are the template scaled by 1/2 and shifted: a dot at the nose lands on the template's nose
+    pts = TEMPLATE / 2 + 5
+    heat = np.zeros((64, 64))
+    nx, ny = np.round(pts[2]).astype(int)
+    heat[ny - 1:ny + 2, nx - 1:nx + 2] = 1.0
+    warped = np.nan_to_num(to_canonical(heat, pts))
+    y, x = np.unravel_index(np.argmax(warped), warped.shape)
+    assert abs(x - TEMPLATE[2][0]) <= 3 and abs(y - TEMPLATE[2][1]) <= 3
+    uniform = np.ones((CANON, CANON))
+    share, chance = region_share(uniform)
+    assert share == pytest.approx(chance)
+
+
+@pytest.fixture(scope="session")
+def smoke_report(smoke_study, tiny_phantom, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    code = main(["analyze", smoke_study["uri"], "--out", str(out), "--ratings", str(tiny_phantom / "cppain" / "ratings.csv"),
+                 "--bootstrap", "200", "--lime-samples", "40", "--lime-images", "1", "--lime-segments", "12"])
+    assert code == 0
+    return out
+
+
+def test_analyze_writes_tables_figures_and_a_self_contained_page(smoke_report, smoke_study):
+    cfg = smoke_study["cfg"]
+    tables = smoke_report / "tables"
+    res = pd.read_csv(tables / "results_by_model_and_scenario.csv")
+    assert len(res) == len(cfg.models) * len(cfg.scenarios)
+    for col in ("accuracy_mean", "accuracy_std", "accuracy_ci_low", "accuracy_ci_high", "roc_auc", "f1_macro", "cm_11"):
+        assert col in res
+    assert ((res["accuracy_ci_low"] <= res["accuracy"]) & (res["accuracy"] <= res["accuracy_ci_high"])).all()
+    for name in ("per_class", "model_comparisons_mcnemar", "datasets_table2", "networks_table3", "trial_counts",
+                 "heatmap_regions", "results_by_fold"):
+        assert (tables / f"{name}.csv").exists() and json.loads((tables / f"{name}.json").read_text()) is not None
+    assert pd.read_csv(tables / "trial_counts.csv")["trials"].sum() == 12 * cfg.search.trials
+    regions = pd.read_csv(tables / "heatmap_regions.csv")
+    assert len(regions) and (regions["chance"] > 0).all()
+    html = (smoke_report / "index.html").read_text()
+    assert 'id="headline"' in html and "Protocol" in html and "Agreement of the human raters" in html
+    assert not re.search(r"""(src|href)=['"](https?:)?//""", html)  # nothing fetched from a network
+    n_figs = html.count("<img ")
+    assert n_figs >= 3 + len(regions)
+    assert (smoke_report / "report.md").exists()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium, installed here if the machine lacks it."""
+    exe = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(exe).exists():
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], check=True,
+                       capture_output=True, timeout=900, env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    return exe
+
+
+def test_report_opens_in_headless_chromium(smoke_report, chromium, tmp_path):
+    page = (smoke_report / "index.html").resolve()
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'data-figures-loaded="(\d+)/(\d+)"', dom)
+    assert m, dom[-2000:]
+    loaded, total = int(m.group(1)), int(m.group(2))
+    assert total >= 3 and loaded == total  # every embedded figure decoded in the browser
+    assert 'id="headline"' in dom and "<td>weinet</td>" in dom

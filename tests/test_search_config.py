@@ -1,0 +1,87 @@
+"""Study configs and the search space: defaults in one place, overrides, one-sentence errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cluster.cli import main, parse_sets
+from pipelines.config import MODEL_NAMES
+from pipelines.errors import PainsearchError
+from search.config import SpaceConfig, load_study_config, study_config
+from search.space import default_space, space_for
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+def test_every_config_has_a_valid_study(name):
+    cfg = load_study_config(CONFIGS / f"{name}.yaml")
+    assert cfg.models and cfg.scenarios and Path(cfg.shards).name == "shards"
+
+
+def test_paper_config_is_the_full_study():
+    cfg = load_study_config(CONFIGS / "paper.yaml")
+    assert set(cfg.models) == set(MODEL_NAMES) and cfg.folds == 5 and len(cfg.scenarios) == 3
+    assert cfg.train.size is None and cfg.train.weights == "imagenet" and cfg.storage.startswith("s3://")
+
+
+def test_demo_config_has_a_scratch_and_an_application_network():
+    from pipelines.models import get_spec
+
+    cfg = load_study_config(CONFIGS / "demo.yaml")
+    kinds = {get_spec(m).pretrained for m in cfg.models}
+    assert kinds == {True, False}
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_default_space_is_model_aware(model):
+    from pipelines.models import get_spec
+
+    spec = get_spec(model)
+    space = default_space(model, pretrained_weights=True)
+    lo, hi = space.learning_rate
+    assert 1e-5 <= lo < spec.learning_rate < hi <= 1e-2
+    assert space.epochs[1] == 50
+    assert (space.finetune_depth is not None) == spec.pretrained
+    assert default_space(model, pretrained_weights=False).finetune_depth is None  # nothing pretrained to freeze
+    assert set(space.tune()) == {"learning_rate", "epochs"} | ({"finetune_depth"} if spec.pretrained else set())
+
+
+def test_space_override_narrows_the_bounds():
+    s = space_for("vgg16", True, SpaceConfig(learning_rate=(1e-4, 2e-4), epochs=(2, 3), finetune_depth=(0.5, 1.0)))
+    assert s.learning_rate == (1e-4, 2e-4) and s.epochs == (2, 3) and s.finetune_depth == (0.5, 1.0)
+    with pytest.raises(PainsearchError, match="epochs"):
+        space_for("weinet", False, SpaceConfig(epochs=(3, 2)))
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"shards": "x", "models": ["resnet"]}, "unknown network 'resnet'; choose from"),
+    ({"shards": "x", "scenarios": ["loso"]}, "must be one of"),
+    ({"shards": "x", "folds": 1}, "`folds`"),
+    ({"shards": "x", "pool": ["unbc"], "external": ["unbc"]}, "both in `pool` and in `external`"),
+    ({"shards": "x", "search": {"trails": 3}}, "`search.trails` is not a known setting"),
+])
+def test_bad_study_settings_are_one_sentence(data, message):
+    with pytest.raises(PainsearchError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        study_config(data)
+    assert "\n" not in str(err.value)
+
+
+def test_set_overrides_parse_as_yaml():
+    assert parse_sets(["search.trials=4", "models=[weinet, vgg16]", "study.train.weights_dir=null"]) == {
+        "search": {"trials": 4}, "models": ["weinet", "vgg16"], "train": {"weights_dir": None}}
+    with pytest.raises(PainsearchError, match="KEY=VALUE"):
+        parse_sets(["trials"])
+
+
+def test_cli_errors_for_a_config_without_study_and_missing_shards(tmp_path, capsys):
+    bare = tmp_path / "prepare.yaml"
+    bare.write_text("data: {out: shards}\n")
+    assert main(["search", "run", "--config", str(bare)]) == 2
+    assert "has no `study:` section" in capsys.readouterr().err
+    assert main(["search", "run", "--config", str(CONFIGS / "smoke.yaml"), "--set", f"shards={tmp_path}/none",
+                 "--storage", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no finished painsearch shards" in err and "data prepare" in err

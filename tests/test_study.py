@@ -1,0 +1,268 @@
+"""The study end to end: the smoke config locally, resume after SIGKILL (on S3), failing trials, `ray job submit`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cluster.cli import main
+from pipelines.storage import open_store
+from search.config import load_study_config
+from search.study import searches
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "configs" / "smoke.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _store_files(store, *parts):
+    out = []
+    for f in store.list(*parts):
+        out.append("/".join([*parts, f]))
+    for d in store.dirs(*parts):
+        out.extend(_store_files(store, *parts, d))
+    return out
+
+
+def check_complete(uri: str, cfg, endpoint=None) -> dict:
+    """The rules of a finished study, whatever ran it; returns per-search done.json."""
+    store = open_store(uri, endpoint)
+    study = json.loads(store.read_bytes("study.json"))
+    assert study["format"] == "painsearch-results" and "validation split" in study["protocol"]
+    dones = {}
+    for key in searches(cfg):
+        done = json.loads(store.read_bytes(key.path, "done.json"))
+        dones[key] = done
+        assert done["status"] == "ok", done
+        trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, "trials.csv")))
+        assert len(trials) == cfg.search.trials and trials["trial_id"].is_unique
+        folds = pd.read_parquet(io.BytesIO(store.read_bytes("folds", f"{key.scenario}.parquet")))
+        test_ids = set(folds.loc[(folds["fold"] == key.fold) & (folds["role"] == "test"), "image_id"])
+        preds = pd.read_parquet(io.BytesIO(store.read_bytes(key.path, "predictions.parquet")))
+        assert set(preds["image_id"]) == test_ids and preds["image_id"].is_unique
+        assert ((preds["prob_0"] + preds["prob_1"] - 1).abs() < 1e-4).all()
+        assert store.exists(key.path, "best", "model.h5")
+        # only the best trial keeps a checkpoint; every trial keeps its epochs
+        kept = [t for t in store.dirs(key.path, "train") if any(d.startswith("checkpoint_2") for d in store.dirs(key.path, "train", t))]
+        assert kept == [done["best_trial"]]
+        for t in trials["trial_id"]:
+            assert store.list(key.path, "train", t, "epochs")
+            assert len([f for f in store.list(key.path, "timing") if f.startswith(f"{t}-")]) == 1, "a trial ran twice"
+    summary = pd.read_csv(io.BytesIO(store.read_bytes("summary.csv")))
+    assert len(summary) == len(searches(cfg)) and not summary[["model", "scenario", "fold"]].duplicated().any()
+    return dones
+
+
+def raw_subject_ids(phantom: Path) -> set[str]:
+    from conftest import tiny_prepare_config
+    from pipelines.prepare import read_sources
+
+    _, listings = read_sources(tiny_prepare_config(phantom, "unused"))
+    return {r.subject for listing in listings for r in listing.records}
+
+
+# ------------------------------------------------------------------ the smoke study, locally
+
+
+def test_smoke_config_is_what_ci_needs():
+    cfg = load_study_config(SMOKE, {"shards": "x"})
+    assert len(cfg.models) == 2 and cfg.scenarios == ("image_kfold", "subject_kfold", "external")
+    assert cfg.folds == 2 and cfg.search.trials == 2 and cfg.train.size == 32
+    from search.space import space_for
+
+    assert all(space_for(m, False, cfg.search.space).epochs == (1, 1) for m in cfg.models)
+
+
+def test_smoke_study_end_to_end(smoke_study, tiny_phantom):
+    cfg = smoke_study["cfg"]
+    check_complete(smoke_study["uri"], cfg)
+    store = open_store(smoke_study["uri"])
+    # no raw subject id anywhere in the text files of the store
+    raw = {s for s in raw_subject_ids(tiny_phantom) if len(s) >= 4}
+    assert raw
+    for f in _store_files(store):
+        if f.endswith((".json", ".csv", ".parquet")):
+            data = store.read_bytes(f)
+            assert not [s for s in raw if s.encode() in data], f
+
+
+def test_existing_study_is_refused_without_resume(smoke_study, tiny_shards, capsys):
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", smoke_study["uri"]])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a study" in err and "--resume" in err
+
+
+def test_resume_of_a_finished_study_runs_nothing(smoke_study, tiny_shards, capsys):
+    store = open_store(smoke_study["uri"])
+    before = {k: store.read_bytes(k.path, "done.json") for k in searches(smoke_study["cfg"])}
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage",
+                 smoke_study["uri"], "--resume"])
+    assert code == 0
+    assert "12 of 12 searches already done" in capsys.readouterr().out
+    assert before == {k: store.read_bytes(k.path, "done.json") for k in searches(smoke_study["cfg"])}
+
+
+def test_resume_refuses_other_settings(smoke_study, tiny_shards, capsys):
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "seed=7",
+                 "--storage", smoke_study["uri"], "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "seed differ" in err
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_failing_trials_are_retried_then_recorded(tiny_shards, ray_local, tmp_path, capsys):
+    """vgg16 asked for ImageNet weights from an empty folder fails in every attempt; the study records it and goes on."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    out = tmp_path / "results"
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", str(out),
+                 "--set", "models=[vgg16]", "--set", "scenarios=[external]", "--set", "search.trials=1", "--set", "search.retries=1",
+                 "--set", "train.weights=imagenet", "--set", f"train.weights_dir={empty}"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    store = open_store(str(out))
+    for fold in (0, 1):
+        vgg = f"searches/vgg16/external/fold-{fold}"
+        done = json.loads(store.read_bytes(vgg, "done.json"))
+        assert done["status"] == "failed" and done["failed_trials"] == 1
+        trials = pd.read_csv(io.BytesIO(store.read_bytes(vgg, "trials.csv")))
+        assert trials.loc[0, "status"] == "failed" and trials.loc[0, "failed_attempts"] == 2  # 1 run + 1 retry
+        assert "vgg16" in trials.loc[0, "error"] and "weights" in trials.loc[0, "error"]
+        assert trials.loc[0, "error_kind"] == "error"
+        assert not store.exists(vgg, "predictions.parquet")
+        attempts = store.list(vgg, "attempts")
+        assert len(attempts) == 2 and "traceback" in json.loads(store.read_bytes(vgg, "attempts", attempts[0]))
+    # the first failed search did not stop the second; the summary shows the gap
+    assert "vgg16 external fold 0: FAILED" in printed and "vgg16 external fold 1: FAILED" in printed
+    assert "2 searches done (2 failed)" in printed
+    summary = pd.read_csv(io.BytesIO(store.read_bytes("summary.csv")))
+    assert list(summary["status"]) == ["failed", "failed"]
+
+
+def test_out_of_memory_is_named():
+    from search.trial import error_kind, root_error
+
+    tb = ("Traceback...\nray.exceptions.RayTaskError(OutOfMemoryError): ray::train_fn()\n"
+          "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.\n")
+    assert error_kind(tb) == "out_of_memory"
+    assert error_kind("tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating") == "out_of_memory"
+    assert error_kind("ValueError: bad") == "error"
+    assert root_error("TrainingFailedError: x\n  File ...\npipelines.errors.PainsearchError: no weights", "f") == \
+        "PainsearchError: no weights"
+
+
+# ------------------------------------------------------------------ resume after SIGKILL, on S3
+
+
+def _s3_env(seaweed) -> dict[str, str]:
+    return {**os.environ, "AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": seaweed["key"],
+            "AWS_SECRET_ACCESS_KEY": seaweed["secret"], "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_sigkill_then_resume_on_s3(tiny_shards, s3_env, tmp_path):
+    """The driver (and the Ray it started) is killed in the middle of a search; --resume finishes the study
+    from the S3 store: the finished search is not run again, nor is the finished trial of the broken one."""
+    uri = "s3://painsearch/killed-study"
+    sets = ["--set", f"shards={tiny_shards}", "--set", "models=[weinet]", "--set", "scenarios=[subject_kfold]",
+            "--set", "search.concurrent_searches=1"]
+    cmd = [sys.executable, "-m", "cluster.cli", "search", "run", "--config", str(SMOKE), "--storage", uri, *sets]
+    env = _s3_env(s3_env)
+    log = open(tmp_path / "first.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    store = open_store(uri)
+    first, second = "searches/weinet/subject_kfold/fold-0", "searches/weinet/subject_kfold/fold-1"
+    deadline = time.time() + 420
+    try:
+        while not (store.exists(first, "done.json") and store.list(second, "timing")):
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "the study did not get far enough to be killed half way"
+            time.sleep(0.5)
+        time.sleep(3)  # the second search's first trial is finished; its second is running
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every process it started (its own Ray)
+        proc.wait()
+        log.close()
+    assert not store.exists(second, "done.json")
+    done_before = store.read_bytes(first, "done.json")
+    finished_trial = store.list(second, "timing")[0].split("-")[0]
+
+    again = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming the study" in again.stdout and "1 of 2 searches already done" in again.stdout
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "models": ["weinet"], "scenarios": ["subject_kfold"]})
+    dones = check_complete(uri, cfg)
+    assert store.read_bytes(first, "done.json") == done_before  # not run again
+    assert dones[searches(cfg)[1]]["restored"] is True
+    trials = pd.read_csv(io.BytesIO(store.read_bytes(second, "trials.csv")))
+    assert finished_trial in set(trials["trial_id"])
+
+
+# ------------------------------------------------------------------ ray job submit to a real cluster
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """`ray start --head` on 127.0.0.1 (a cluster of its own, stopped by its process ids afterwards)."""
+    import shutil
+    import tempfile
+
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    temp = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats",
+           f"--temp-dir={temp}", "--include-dashboard=true"]
+    started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield {"address": f"http://127.0.0.1:{dash}", "env": env}
+    # stop exactly the processes of this cluster: those whose command line names its temp dir
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    pids = [int(line.split(None, 1)[0]) for line in out.splitlines() if str(temp) in line and "ps -eo" not in line]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    time.sleep(3)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_job_submit_to_a_local_cluster_with_s3_results(ray_head, tiny_shards, s3_env):
+    """The README's command: `ray job submit --working-dir . -- painsearch search run ...`; results go to S3."""
+    uri = "s3://painsearch/job-study"
+    env = {**ray_head["env"], **{k: v for k, v in _s3_env(s3_env).items() if k.startswith("AWS_")}}
+    runtime_env = {"env_vars": {k: v for k, v in env.items() if k.startswith("AWS_")}}
+    sets = ["--set", f"shards={tiny_shards}", "--set", "models=[weinet]", "--set", "scenarios=[image_kfold,external]"]
+    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(ROOT),
+           "--runtime-env-json", json.dumps(runtime_env), "--",
+           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, *sets]
+    job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+    assert "succeeded" in job.stdout
+    assert "searches done (0 failed)" in job.stdout
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "models": ["weinet"], "scenarios": ["image_kfold", "external"]})
+    check_complete(uri, cfg)
