@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="painsearch",
         description="Pain detection in face images at cluster scale: phantom data, preprocessing to Parquet "
-        "shards, the ten networks of the study, the Ray Tune study over them, and (in a later release) its report.",
+        "shards, the ten networks of the study, the Ray Tune study over them, and its report.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--json", action="store_true", help="print JSON")
     ra.set_defaults(fn=_cmd_raters)
 
-    d = sub.add_parser("demo", help="run what exists end to end on the phantom, on this CPU")
+    d = sub.add_parser("demo", help="the whole tool on the phantom, on this CPU: synth, prepare, search, analyze",
+                       description="Renders the small phantom, prepares its shards, runs the demo study "
+                       "(configs/demo.yaml) and writes the report; rerunning resumes where it stopped.")
     d.add_argument("--out", default="demo-out", help="working folder (default demo-out)")
     d.set_defaults(fn=_cmd_demo)
     return p

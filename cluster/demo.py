@@ -1,4 +1,9 @@
-"""`painsearch demo`: the whole tool on the phantom, on this CPU, one progress line per stage."""
+"""`painsearch demo`: the whole tool on the phantom, on this CPU, one progress line per stage.
+
+phantom (`small`) -> prepare (Ray Data) -> the demo study (configs/demo.yaml: Ray Tune + Optuna over
+Ray Train trials) -> analyze (tables, figures, LIME heatmaps, index.html). Rerunning resumes: the
+phantom and shards are reused, the study continues where it stopped, the report is written again.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,45 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
 
 def run_demo(out: str) -> int:
+    from analysis.report import analyze
     from cluster.local import ensure_ray
     from pipelines.datasets.phantom import synth
     from pipelines.inspect import breakdown
     from pipelines.prepare import prepare
+    from search.config import load_study_config
+    from search.study import run_study
 
     t0 = time.time()
     root = Path(out).resolve()
     phantom = root / "phantom"
-    print(f"[1/3] rendering the small phantom into {phantom}", flush=True)
-    synth(phantom, scale="small", seed=0)
+
+    def stage(n: int, text: str) -> None:
+        print(f"[{n}/5 {time.time() - t0:5.0f} s] {text}", flush=True)
+
+    stage(1, f"rendering the small phantom into {phantom}")
+    if not (phantom / "prepare.yaml").exists():
+        synth(phantom, scale="small", seed=0)
     cfg = load_prepare_config(DEMO_CONFIG, {"out": str(root / "shards")})
     cfg = cfg.model_copy(update={"sources": cfg.sources.model_copy(update={
         "unbc": str(phantom / "unbc"), "mintpain": str(phantom / "mintpain"),
         "manifest": str(phantom / "delaware" / "manifest.csv"), "cppain": str(phantom / "cppain")})})
-    print(f"[2/3] preparing shards with Ray Data ({cfg.workers} worker(s), background {cfg.preprocess.background})", flush=True)
-    ensure_ray(num_cpus=cfg.workers * cfg.threads_per_worker)
+    stage(2, f"preparing shards with Ray Data ({cfg.workers} worker(s), background {cfg.preprocess.background})")
+    ensure_ray()
     prepare(cfg, log=lambda m: print("      " + m, flush=True))
-    print("[3/3] the PAIN-DB breakdown (Table 2)", flush=True)
-    table = breakdown(cfg.out)
-    for row in table["datasets"]:
+    for row in breakdown(cfg.out)["datasets"]:
         print(f"      {row['dataset']:<10} subjects {row['subjects']:>3}  no pain {row['no_pain']:>4}  pain {row['pain']:>4}")
-    print(f"demo: done in {time.time() - t0:.0f} s; shards at {cfg.out}. The search (painsearch search run) and the "
-          "report (painsearch analyze) are not built yet, so the demo stops after data preparation.")
+    study = load_study_config(DEMO_CONFIG, {"shards": cfg.out, "storage": str(root / "results"), "search": {"verbose": 0}})
+    n = len(study.models) * len(study.scenarios) * study.folds
+    stage(3, f"the demo study: {', '.join(study.models)} x {', '.join(study.scenarios)} x {study.folds} folds "
+             f"= {n} searches of {study.search.trials} trials")
+    run_study(study, resume=True, log=lambda m: print("      " + m, flush=True))
+    stage(4, "analyzing: metrics with intervals, figures, LIME heatmaps, report")
+    report = root / "report"
+    result = analyze(study.storage, report, lime={"num_samples": 150, "images_per_class": 4, "n_segments": 25},
+                     ratings=str(phantom / "cppain" / "ratings.csv"), n_boot=500,
+                     log=lambda m: print("      " + m, flush=True))
+    stage(5, "done")
+    head = result["headline"][["model", "scenario", "accuracy", "f1_pain", "f1_macro [95% CI]"]]
+    print(head.to_string(index=False))
+    print(f"demo: finished in {time.time() - t0:.0f} s; open {result['index']}")
     return 0

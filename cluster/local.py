@@ -17,6 +17,18 @@ RUNTIME_ENV_VARS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RA
                     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
+def _job_env_vars() -> dict[str, str]:
+    """The env vars of the runtime env `ray job submit` gave this driver (none outside a job)."""
+    import json
+
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    raw = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not raw:
+        return {}
+    return ((json.loads(raw).get("runtime_env") or {}).get("env_vars")) or {}
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect once. A local cluster listens on 127.0.0.1 only and runs no dashboard: nothing is exposed."""
     import ray
@@ -26,8 +38,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     from pipelines.storage import s3_env
 
     address = address or os.environ.get("RAY_ADDRESS")
-    # workers reach the same S3 store as this driver (under `ray job submit`, the job's env has them)
-    env = {"env_vars": {**RUNTIME_ENV_VARS, **s3_env()}}
+    # workers reach the same S3 store as this driver; under `ray job submit`, what the job's own runtime
+    # env already sets is left to it (Ray refuses a driver that sets the same variable again)
+    env_vars = {**RUNTIME_ENV_VARS, **s3_env()}
+    env_vars = {k: v for k, v in env_vars.items() if k not in _job_env_vars()}
+    env = {"env_vars": env_vars}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:
