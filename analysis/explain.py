@@ -50,9 +50,9 @@ def to_canonical(heat: np.ndarray, landmarks: np.ndarray, size: int = CANON) -> 
     """Warp a per-pixel map of a face crop into the canonical face (similarity transform on 5 points)."""
     from skimage.transform import SimilarityTransform, warp
 
-    tform = SimilarityTransform()
     dst = TEMPLATE * (size / CANON)
-    if not tform.estimate(np.asarray(landmarks, float).reshape(5, 2), dst):
+    tform = SimilarityTransform.from_estimate(np.asarray(landmarks, float).reshape(5, 2), dst)
+    if not tform:  # degenerate landmarks: no transform, the map is left out of the average
         return np.full((size, size), np.nan)
     return warp(heat, tform.inverse, output_shape=(size, size), order=1, cval=np.nan)
 

@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs of the in-process Ray (default: all)")
     an.set_defaults(fn=_cmd_analyze)
 
-    ra = sub.add_parser("raters", help="how far raters agree: ICC(2,1), ICC(2,k) with 95 % CI per scale and stimulus",
+    ra = sub.add_parser("raters", help="how far raters agree: ICC(2,1), ICC(2,k) with 95%% CI per scale and stimulus",
                         description="Two-way random-effects, absolute-agreement ICCs (Shrout and Fleiss case 2, "
                         "intervals of McGraw and Wong) for the FACS score, NCAPC and Wong-Baker of a CP-PAIN "
                         "ratings.csv, overall and by stimulus (the paper's Table 4), with Fleiss's categories.")

@@ -25,7 +25,8 @@ def assert_one_sentence(result, *fragments):
 
 @pytest.mark.parametrize("args", [["--help"], ["data", "--help"], ["data", "prepare", "--help"],
                                   ["data", "synth", "--help"], ["data", "inspect", "--help"], ["demo", "--help"],
-                                  ["models", "--help"], ["models", "fetch-weights", "--help"]])
+                                  ["models", "--help"], ["models", "fetch-weights", "--help"], ["search", "run", "--help"],
+                                  ["analyze", "--help"], ["raters", "--help"]])
 def test_help(args):
     r = run(*args)
     assert r.returncode == 0 and "usage: painsearch" in r.stdout

@@ -245,8 +245,9 @@ def ray_head():
     # (a request without the token is refused: checked in the test)
     # stop exactly the processes of this cluster: those whose command line names its temp dir
     def ours() -> list[int]:
-        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-        return [int(line.split(None, 1)[0]) for line in out.splitlines() if str(temp) in line and "ps -eo" not in line]
+        # -ww: full command lines (ps cuts them to the terminal's width otherwise, and the temp dir is far in)
+        out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        return [int(line.split(None, 1)[0]) for line in out.splitlines() if str(temp) in line and "ps -ww" not in line]
 
     for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL, signal.SIGKILL):
         for pid in ours():
