@@ -25,15 +25,13 @@ def _pick(preds: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
     return pd.concat(picked) if picked else preds.head(0)
 
 
-def _explain_task(store_uri: str, endpoint: str | None, search_path: str, shards: str, train: dict[str, Any],
+def _explain_task(store, endpoint: str | None, search_path: str, shards: str, train: dict[str, Any],
                   chosen: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """`store` is the results `Store` itself: it travels to the worker with the driver's S3 credentials."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from pipelines.shards import image_ids, read_table
-    from pipelines.storage import open_store
-
-    store = open_store(store_uri, endpoint)
     table = read_table(shards, endpoint, columns=["image", "landmarks", "dataset", "subject", "sequence", "frame", "source_sha256"])
     ids = pa.array(image_ids(*(table.column(c).to_pylist() for c in ("dataset", "subject", "sequence", "frame", "source_sha256"))))
     table = table.append_column("image_id", ids).filter(pc.is_in(ids, value_set=pa.array([c["image_id"] for c in chosen])))
@@ -71,7 +69,7 @@ def global_heatmaps(res: Results, out: Path, num_samples: int = 300, images_per_
 
         train = {"model": model, "size": cfg["train"]["size"] or get_spec(model).paper_size,
                  "preprocessing": cfg["train"]["preprocessing"], "params": trial["params"]}
-        refs[task.remote(res.store.uri, cfg.get("s3_endpoint"), path, cfg["shards"], train, chosen, settings)] = (model, scenario)
+        refs[task.remote(res.store, cfg.get("s3_endpoint"), path, cfg["shards"], train, chosen, settings)] = (model, scenario)
     maps: dict[tuple[str, int, str], list[np.ndarray]] = {}
     for ref, (model, scenario) in refs.items():
         for r in ray.get(ref):

@@ -103,7 +103,7 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, lime: dict[s
     try:
         from pipelines.models import model_table
 
-        extra["networks_table3"] = pd.DataFrame([r for r in model_table() if r["name"] in cfg["models"]])
+        extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
     except Exception as exc:  # pragma: no cover - model building needs TensorFlow only
         log(f"analyze: the networks table is left out ({exc}); known networks: {', '.join(MODEL_NAMES)}")
     counts = res.searches.groupby(["model", "scenario"]).agg(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -140,18 +141,88 @@ def weights_mirror(tmp_path):
     server.shutdown()
 
 
-SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
-def smoke_study(tiny_shards, ray_local, tmp_path_factory):
-    """configs/smoke.yaml as written (2 networks, 3 scenarios, 2 folds, 2 trials, 1 epoch, 32 px), in-process Ray."""
-    from cluster.cli import main as cli_main
+def ray_head():
+    """`ray start --head` on 127.0.0.1 with token auth: a cluster of its own, stopped by its process ids afterwards."""
+    import secrets
+    import tempfile
+
+    # the job API runs whatever reaches it: this cluster takes only requests that carry its own token
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env.pop("RAY_ADDRESS", None)
+    temp = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    # every port its own: the session's in-process Ray already holds Ray's default agent ports
+    port, dash, agent, grpc, metrics, runtime_env, client = (free_port() for _ in range(7))
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
+           f"--dashboard-agent-grpc-port={grpc}", f"--metrics-export-port={metrics}",
+           f"--runtime-env-agent-port={runtime_env}", f"--ray-client-server-port={client}",
+           "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}", "--include-dashboard=true"]
+    started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield {"address": f"http://127.0.0.1:{dash}", "env": env}
+
+    # stop exactly the processes of this cluster: those whose command line names its temp dir
+    def ours() -> list[int]:
+        # -ww: full command lines (ps cuts them to the terminal's width otherwise, and the temp dir is far in)
+        out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        return [int(line.split(None, 1)[0]) for line in out.splitlines() if str(temp) in line and "ps -ww" not in line]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL, signal.SIGKILL):
+        for pid in ours():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+        if not ours():
+            break
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def s3_vars(seaweed) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": seaweed["key"],
+            "AWS_SECRET_ACCESS_KEY": seaweed["secret"], "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tiny_shards, ray_head, seaweed):
+    """configs/smoke.yaml as written (2 networks, 3 scenarios, 2 folds, 2 trials, 1 epoch, 32 px), end to end:
+    submitted with the real `ray job submit` to the `ray start --head` cluster on 127.0.0.1, results on S3
+    (SeaweedFS). The session keeps the S3 settings, so the tests can read the store."""
     from search.config import load_study_config
 
-    out = tmp_path_factory.mktemp("smoke") / "results"
+    uri = "s3://painsearch/smoke-study"
+    env = {**ray_head["env"], **s3_vars(seaweed)}
+    runtime_env = {"env_vars": s3_vars(seaweed)}
+    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(ROOT),
+           "--runtime-env-json", json.dumps(runtime_env), "--",
+           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}"]
     t0 = time.time()
-    code = cli_main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", str(out)])
-    assert code == 0
-    return {"uri": str(out), "seconds": time.time() - t0,
-            "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": str(out)})}
+    deadline = time.time() + 120
+    while True:  # the head's job agent needs a few seconds after `ray start` returns
+        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+        if job.returncode == 0 or "No available agent" not in job.stderr + job.stdout or time.time() > deadline:
+            break
+        time.sleep(3)
+    assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+    mp = pytest.MonkeyPatch()
+    for k, v in s3_vars(seaweed).items():
+        mp.setenv(k, v)
+    yield {"uri": uri, "seconds": time.time() - t0, "job_output": job.stdout,
+           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri})}
+    mp.undo()

@@ -105,8 +105,9 @@ def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
     ds = open_dataset(str(learn_shards))
-    train_ds = ds.filter(lambda r: not is_val(r["source_sha256"]))
-    val_ds = ds.filter(lambda r: is_val(r["source_sha256"]))
+    # the split is made once (materialized): every epoch then reads its blocks, not the files again
+    train_ds = ds.filter(lambda r: not is_val(r["source_sha256"])).materialize()
+    val_ds = ds.filter(lambda r: is_val(r["source_sha256"])).materialize()
     cfg = train_config({**CFG, "epochs": TWO_EPOCHS})
     trainer = make_trainer(cfg, train_ds, val_ds, str(tmp_path), "two", workers=2, cpus_per_worker=0.5)
     result = trainer.fit()
@@ -128,7 +129,7 @@ def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
 def test_oversampling_a_ray_dataset(ray_local, tiny_shards):
     from pipelines.train import oversample_dataset
 
-    ds = open_dataset(str(tiny_shards))
+    ds = open_dataset(str(tiny_shards)).materialize()
     labels = np.asarray(ds.select_columns(["label"]).to_pandas()["label"], dtype=int)
     imbalanced = ds.filter(expr="label == 0").union(ds.filter(expr="label == 1").limit(10))
     y = np.asarray(imbalanced.select_columns(["label"]).to_pandas()["label"], dtype=int)

@@ -121,10 +121,12 @@ def build(
     return keras.Model(inputs, outputs, name=name)
 
 
-def model_table(n_classes: int = 2) -> list[dict]:
+def model_table(n_classes: int = 2, names: list[str] | tuple[str, ...] | None = None) -> list[dict]:
     """The paper's Table 3: name, input size, parameters (Keras's count_params), pretrained."""
     rows = []
     for name, spec in MODELS.items():
+        if names is not None and name not in names:
+            continue
         model = build(name, n_classes=n_classes)
         rows.append({"name": name, "input_size": spec.paper_size, "parameters": int(model.count_params()),
                      "pretrained": spec.pretrained})
