@@ -46,6 +46,7 @@ from pipelines.train import read_epochs  # noqa: E402
 from search.config import load_study_config  # noqa: E402
 from search.study import run_study, searches  # noqa: E402
 
+RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts five actor processes (controller, synchronization, worker, placement-group cleaner, dataset manager); an empty TensorflowTrainer run took 8.5-9.5 s alone on this machine (measured separately), the rest is waiting for the other search's processes. painsearch already trims what it controls: one worker reads an unsplit dataset (no split coordinator), Ray Train's poll interval is 0.5 s and its preemption watcher is off, the fold's rows are read once per trial into the object store, and Tune reuses trial actors.")
 PARTS = ("driver set-up", "Ray Train", "worker set-up", "fit", "eval + report")
 
 
@@ -115,9 +116,11 @@ def main() -> None:
     top = max(shares, key=shares.get)
     lines.append(
         f"The overhead is dominated by **{top}** ({shares[top]:.1f} s of a median {np.median(overhead):.1f} s). "
+        "Two searches run at once on the 2 cores, so each part includes waiting for a core. "
         "It is a fixed cost per trial (process start-up and placement, not per image): on a GPU node, where an "
         "epoch of PAIN-DB takes seconds and a trial runs tens of epochs, it is a small share of the trial; on this "
-        "CPU, with one-epoch trials of a few dozen images, it is nearly all of it."
+        "CPU, with one-epoch trials of a few dozen images, it is nearly all of it. "
+        + RAY_TRAIN_NOTE
     )
     block = "\n".join(lines)
     print(block)

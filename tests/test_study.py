@@ -97,7 +97,8 @@ def test_smoke_study_end_to_end(smoke_study, tiny_phantom):
 
 
 def test_existing_study_is_refused_without_resume(smoke_study, tiny_shards, capsys):
-    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", smoke_study["uri"]])
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "search.trials=1",
+                 "--storage", smoke_study["uri"]])
     err = capsys.readouterr().err
     assert code == 2 and "already holds a study" in err and "--resume" in err
 
@@ -105,8 +106,8 @@ def test_existing_study_is_refused_without_resume(smoke_study, tiny_shards, caps
 def test_resume_of_a_finished_study_runs_nothing(smoke_study, tiny_shards, capsys):
     store = open_store(smoke_study["uri"])
     before = {k: store.read_bytes(k.path, "done.json") for k in searches(smoke_study["cfg"])}
-    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage",
-                 smoke_study["uri"], "--resume"])
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "search.trials=1",
+                 "--storage", smoke_study["uri"], "--resume"])
     assert code == 0
     assert "12 of 12 searches already done" in capsys.readouterr().out
     assert before == {k: store.read_bytes(k.path, "done.json") for k in searches(smoke_study["cfg"])}
@@ -114,6 +115,7 @@ def test_resume_of_a_finished_study_runs_nothing(smoke_study, tiny_shards, capsy
 
 def test_resume_refuses_other_settings(smoke_study, tiny_shards, capsys):
     code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "seed=7",
+                 "--set", "search.trials=1",
                  "--storage", smoke_study["uri"], "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "seed differ" in err
