@@ -47,7 +47,7 @@ def load(uri: str, endpoint: str | None = None) -> Results:
                 d.pop("params", None)
                 done.append(d)
                 if store.exists(path, "trials.csv"):
-                    t = pd.read_csv(io.BytesIO(store.read_bytes(path, "trials.csv")))
+                    t = pd.read_csv(io.BytesIO(store.read_bytes(path, "trials.csv")), dtype={"trial_id": str})
                     t.insert(0, "order", range(len(t)))
                     trials.append(t.assign(model=model, scenario=scenario, fold=fold))
                 if store.exists(path, "predictions.parquet"):

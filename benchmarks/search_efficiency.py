@@ -51,7 +51,7 @@ def curve(uri: str, cfg) -> tuple[list[float], int, float]:
     """Best-so-far validation F1 by trial (in start order), epochs spent, wall seconds of the search."""
     store = open_store(uri)
     key = searches(cfg)[0]
-    trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, "trials.csv")))
+    trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, "trials.csv")), dtype={"trial_id": str})
     done = json.loads(store.read_bytes(key.path, "done.json"))
     best, out, epochs = -1.0, [], 0
     for tid in trials["trial_id"]:  # Tune lists trials in the order they were created

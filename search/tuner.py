@@ -193,4 +193,4 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
 
 
 def read_trials(store: Store, key: SearchKey) -> pd.DataFrame:
-    return pd.read_csv(io.BytesIO(store.read_bytes(key.path, TRIALS)))
+    return pd.read_csv(io.BytesIO(store.read_bytes(key.path, TRIALS)), dtype={"trial_id": str})

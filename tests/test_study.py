@@ -44,7 +44,7 @@ def check_complete(uri: str, cfg, endpoint=None) -> dict:
         done = json.loads(store.read_bytes(key.path, "done.json"))
         dones[key] = done
         assert done["status"] == "ok", done
-        trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, "trials.csv")))
+        trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, "trials.csv")), dtype={"trial_id": str})
         assert len(trials) == cfg.search.trials and trials["trial_id"].is_unique
         folds = pd.read_parquet(io.BytesIO(store.read_bytes("folds", f"{key.scenario}.parquet")))
         test_ids = set(folds.loc[(folds["fold"] == key.fold) & (folds["role"] == "test"), "image_id"])
@@ -139,7 +139,7 @@ def test_failing_trials_are_retried_then_recorded(tiny_shards, ray_local, tmp_pa
         vgg = f"searches/vgg16/external/fold-{fold}"
         done = json.loads(store.read_bytes(vgg, "done.json"))
         assert done["status"] == "failed" and done["failed_trials"] == 1
-        trials = pd.read_csv(io.BytesIO(store.read_bytes(vgg, "trials.csv")))
+        trials = pd.read_csv(io.BytesIO(store.read_bytes(vgg, "trials.csv")), dtype={"trial_id": str})
         assert trials.loc[0, "status"] == "failed" and trials.loc[0, "failed_attempts"] == 2  # 1 run + 1 retry
         assert "vgg16" in trials.loc[0, "error"] and "weights" in trials.loc[0, "error"]
         assert trials.loc[0, "error_kind"] == "error"
@@ -207,7 +207,7 @@ def test_sigkill_then_resume_on_s3(tiny_shards, s3_env, tmp_path):
     dones = check_complete(uri, cfg)
     assert store.read_bytes(first, "done.json") == done_before  # not run again
     assert dones[searches(cfg)[1]]["restored"] is True
-    trials = pd.read_csv(io.BytesIO(store.read_bytes(second, "trials.csv")))
+    trials = pd.read_csv(io.BytesIO(store.read_bytes(second, "trials.csv")), dtype={"trial_id": str})
     assert finished_trial in set(trials["trial_id"])
 
 
