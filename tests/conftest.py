@@ -201,8 +201,9 @@ def s3_vars(seaweed) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def smoke_study(tiny_shards, ray_head, seaweed):
-    """configs/smoke.yaml (2 networks, 3 scenarios, 2 folds, 1 epoch, 32 px) end to end, with one trial per
-    search instead of the config's two (CI's 20-minute budget: 24 Ray Train runs take about 6 minutes here):
+    """configs/smoke.yaml (2 networks, 2 folds, 1 epoch, 32 px) end to end, with one trial per search instead of
+    the config's two and the two held-out-subject scenarios of its three (CI's 20-minute budget: the full smoke
+    study, 24 Ray Train runs, takes about 6 minutes here; benchmarks/trial_overhead.py runs it whole):
     submitted with the real `ray job submit` to the `ray start --head` cluster on 127.0.0.1, results on S3
     (SeaweedFS). The session keeps the S3 settings, so the tests can read the store."""
     from search.config import load_study_config
@@ -212,7 +213,8 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     runtime_env = {"env_vars": s3_vars(seaweed)}
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(ROOT),
            "--runtime-env-json", json.dumps(runtime_env), "--",
-           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}", "--set", "search.trials=1"]
+           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}", "--set", "search.trials=1",
+           "--set", "scenarios=[subject_kfold,external]"]
     t0 = time.time()
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
@@ -225,5 +227,6 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     for k, v in s3_vars(seaweed).items():
         mp.setenv(k, v)
     yield {"uri": uri, "seconds": time.time() - t0, "job_output": job.stdout,
-           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "search": {"trials": 1}})}
+           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "search": {"trials": 1},
+                                             "scenarios": ["subject_kfold", "external"]})}
     mp.undo()

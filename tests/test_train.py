@@ -17,7 +17,7 @@ from conftest import tiny_prepare_config
 
 SIZE = 40
 EPOCHS = 12
-TWO_EPOCHS = 4  # the two-worker run
+TWO_EPOCHS = 3  # the two-worker run
 # The tiny phantom (144 faces, 34 for validation) is too small for a network trained from scratch to
 # learn the expression reliably; this one (382 faces, about 40 s to render) is the smallest that does.
 LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 1, (256, 192))
@@ -98,7 +98,7 @@ def test_early_stopping(arrays):
 def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
     """TensorflowTrainer, 2 CPU workers, MultiWorkerMirroredStrategy over tf-keras, fed from the Parquet shards.
 
-    Four epochs: enough to see both workers train one model (the training loss falls) and a run continue
+    Three epochs: enough to see both workers train one model (the training loss falls) and a run continue
     from a checkpoint. That the loop learns the phantom's expression beyond chance is checked on the same
     data in-process (test_local_loop_learns, 12 epochs), where it costs a tenth of the time."""
     import ray.cloudpickle
