@@ -116,7 +116,7 @@ def test_resume_of_a_finished_study_runs_nothing(smoke_study, tiny_shards, capsy
 def test_resume_refuses_other_settings(smoke_study, tiny_shards, capsys):
     code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "seed=7",
                  "--set", "search.trials=1", "--set", "scenarios=[subject_kfold,external]",
-                 "--set", "scenarios=[subject_kfold,external]", "--storage", smoke_study["uri"], "--resume"])
+                 "--storage", smoke_study["uri"], "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "seed differ" in err
 
