@@ -28,14 +28,10 @@ def _pick(preds: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
 def _explain_task(store, endpoint: str | None, search_path: str, shards: str, train: dict[str, Any],
                   chosen: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """`store` is the results `Store` itself: it travels to the worker with the driver's S3 credentials."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from pipelines.shards import read_rows
 
-    from pipelines.shards import image_ids, read_table
-    table = read_table(shards, endpoint, columns=["image", "landmarks", "dataset", "subject", "sequence", "frame", "source_sha256"])
-    ids = pa.array(image_ids(*(table.column(c).to_pylist() for c in ("dataset", "subject", "sequence", "frame", "source_sha256"))))
-    table = table.append_column("image_id", ids).filter(pc.is_in(ids, value_set=pa.array([c["image_id"] for c in chosen])))
-    rows = {r["image_id"]: r for r in table.select(["image_id", "image", "landmarks"]).to_pylist()}
+    table = read_rows(shards, endpoint, {c["image_id"] for c in chosen}, ["image", "landmarks"])
+    rows = {r["image_id"]: r for r in table.to_pylist()}
     chosen = [c for c in chosen if c["image_id"] in rows]
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "model.h5")

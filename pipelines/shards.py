@@ -107,6 +107,22 @@ def image_ids(dataset, subject, sequence, frame, source_sha256) -> list[str]:
             for d, s, q, f, h in zip(dataset, subject, sequence, frame, source_sha256)]
 
 
+ID_COLUMNS = ["dataset", "subject", "sequence", "frame", "source_sha256"]
+
+
+def read_rows(uri: str, endpoint: str | None, ids: set[str] | list[str], columns: list[str]) -> pa.Table:
+    """The rows whose `image_id` is in `ids`: `columns` plus `image_id`, sorted by `image_id`.
+
+    Folds, predictions and explanations name images by id; this is the one place that maps ids back to rows."""
+    import pyarrow.compute as pc
+
+    table = read_table(uri, endpoint, columns=list(dict.fromkeys([*columns, *ID_COLUMNS])))
+    keys = pa.array(image_ids(*(table.column(c).to_pylist() for c in ID_COLUMNS)), pa.string())
+    table = table.select(columns).append_column("image_id", keys)
+    table = table.filter(pc.is_in(keys, value_set=pa.array(sorted(ids), pa.string())))
+    return table.sort_by("image_id")
+
+
 META_COLUMNS = ["label", "pain_level", "dataset", "subject", "sequence", "frame", "source_sha256"]
 
 

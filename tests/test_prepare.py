@@ -15,9 +15,9 @@ from PIL import Image
 from pipelines.config import prepare_config
 from pipelines.errors import PainsearchError
 from pipelines.prepare import prepare
-from pipelines.shards import CHUNKS, MANIFEST, REPORT, SCHEMA, read_table
+from pipelines.shards import CHUNKS, MANIFEST, REPORT, SCHEMA, read_meta, read_rows, read_table
 
-from conftest import phantom_sources, tiny_prepare_config
+from conftest import tiny_prepare_config
 
 QUIET = lambda m: None  # noqa: E731
 
@@ -39,6 +39,17 @@ def test_shards_follow_the_schema(tiny_shards):
     assert json.loads(first["preprocess"])["background"] == "grabcut"
     meta = pq.read_schema(next(tiny_shards.glob("dataset=unbc/*.parquet"))).metadata
     assert b"painsearch.preprocess" in meta
+
+
+def test_rows_by_image_id(tiny_shards):
+    meta = read_meta(str(tiny_shards))
+    want = meta.sample(7, random_state=0)
+    rows = read_rows(str(tiny_shards), None, set(want["image_id"]), ["label", "dataset"])
+    assert rows.column_names == ["label", "dataset", "image_id"]
+    assert rows.column("image_id").to_pylist() == sorted(want["image_id"])
+    got = {r["image_id"]: (r["label"], r["dataset"]) for r in rows.to_pylist()}
+    assert got == {r.image_id: (r.label, r.dataset) for r in want.itertuples()}
+    assert read_rows(str(tiny_shards), None, {"no-such-id"}, ["label"]).num_rows == 0
 
 
 def test_report_counts_and_pseudonyms(tiny_shards, tiny_phantom):
