@@ -109,7 +109,6 @@ def run(
     """
     from pipelines.models import build  # first: it puts torch before TensorFlow where that matters
 
-    import tensorflow as tf
     import tf_keras as keras
 
     started_at = started_at or time.perf_counter()
@@ -216,10 +215,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = TrainConfig.model_validate(config["train"])
     ctx = ray.train.get_context()
     gpu = _use_gpu()
-    impl = tf.distribute.experimental.CommunicationImplementation
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
-        communication_options=tf.distribute.experimental.CommunicationOptions(implementation=impl.NCCL if gpu else impl.RING)
-    )
+    if ctx.get_world_size() > 1:
+        impl = tf.distribute.experimental.CommunicationImplementation
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=impl.NCCL if gpu else impl.RING)
+        )
+    else:  # one worker has nothing to synchronise: skip the strategy's gRPC server and collective set-up
+        strategy = tf.distribute.get_strategy()
     per_worker = max(1, cfg.batch_size // ctx.get_world_size())
     shard = ray.train.get_dataset_shard("train")
     val_rows = list(_rows(ray.train.get_dataset_shard("val")))
@@ -319,11 +321,14 @@ def make_trainer(
 
     from pipelines.models import get_spec
     from pipelines.storage import open_store
+    from pipelines.tf_backend import KerasConfig
 
     store = open_store(storage_path, endpoint)
 
     size = cfg.size or get_spec(cfg.model).paper_size
-    labels = np.asarray(train_ds.select_columns(["label"]).to_pandas()["label"], dtype=int)
+    if labels is None:
+        labels = train_ds.select_columns(["label"]).to_pandas()["label"]
+    labels = np.asarray(labels, dtype=int)
     if cfg.imbalance == "oversample":
         train_ds = oversample_dataset(train_ds, labels, cfg.n_classes)
     weights = class_weights(labels, cfg.n_classes) if cfg.imbalance == "class_weight" else None
@@ -334,6 +339,7 @@ def make_trainer(
     return TensorflowTrainer(
         train_loop_per_worker,
         train_loop_config={"train": cfg.model_dump(), "class_weight": weights, "resume_from": resume_from},
+        tensorflow_config=KerasConfig(),  # the stock config makes every run's controller import TensorFlow
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         datasets={"train": train_ds.map_batches(decode_batch, **decode),
                   "val": val_ds.map_batches(decode_batch, **decode)},
