@@ -138,3 +138,46 @@ def test_oversampling_a_ray_dataset(ray_local, tiny_shards):
     assert np.bincount(y)[1] == 10 and counts[1] == 10 * round(np.bincount(y)[0] / 10)
     assert abs(int(counts[0]) - int(counts[1])) <= 5
     assert len(labels) > 0
+
+
+def test_a_run_whose_owner_is_killed_gives_its_cpus_back(ray_local, tmp_path):
+    """What happens when Tune stops a trial early: the trial's process, which owns the Ray Train run, is killed.
+    Ray Train's placement-group cleaner then frees the run's resources, through the state API of the local
+    Ray's dashboard (cluster/local.py); without it the CPUs stayed held until Ray shut down."""
+    import time
+
+    import ray
+
+    from pipelines.tf_backend import KerasConfig
+
+    @ray.remote(num_cpus=0)
+    class Owner:
+        def run(self, storage: str) -> None:
+            from ray.train import DataConfig, RunConfig, ScalingConfig
+            from ray.train.tensorflow import TensorflowTrainer
+
+            def sleep_loop(config):
+                import pathlib
+                import time
+
+                pathlib.Path(config["marker"]).write_text("training")
+                time.sleep(120)
+
+            TensorflowTrainer(sleep_loop, train_loop_config={"marker": f"{storage}/started"}, tensorflow_config=KerasConfig(),
+                              scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+                              dataset_config=DataConfig(datasets_to_split=[]),
+                              run_config=RunConfig(storage_path=storage, name="owned")).fit()
+
+    free = ray.available_resources().get("CPU", 0)
+    owner = Owner.remote()
+    owner.run.remote(str(tmp_path))
+    deadline = time.time() + 60
+    while not (tmp_path / "started").exists():  # the worker is training, as when ASHA stops a trial
+        assert time.time() < deadline, "the run never started"
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == free - 0.5
+    ray.kill(owner)
+    deadline = time.time() + 30
+    while ray.available_resources().get("CPU", 0) < free:
+        assert time.time() < deadline, "the killed run still holds its CPUs"
+        time.sleep(0.5)
