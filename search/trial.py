@@ -92,14 +92,13 @@ def fold_datasets(shards: str, endpoint: str | None, ids: dict[str, set[str]], b
     import pyarrow.compute as pc
     import ray.data
 
-    from pipelines.shards import image_ids, read_table
+    from pipelines.shards import read_rows
 
-    table = read_table(shards, endpoint, columns=["image", "label", "dataset", "subject", "sequence", "frame", "source_sha256"])
-    keys = pa.array(image_ids(*(table.column(c).to_pylist() for c in ("dataset", "subject", "sequence", "frame", "source_sha256"))))
-    table = table.select(["image", "label"])
+    table = read_rows(shards, endpoint, ids["train"] | ids["val"], ["image", "label"])
 
     def part(role: str):
-        rows = table.filter(pc.is_in(keys, value_set=pa.array(sorted(ids[role]))))
+        keep = pc.is_in(table.column("image_id"), value_set=pa.array(sorted(ids[role]), pa.string()))
+        rows = table.filter(keep).select(["image", "label"])
         blocks = [rows.slice(i, block_rows) for i in range(0, max(rows.num_rows, 1), block_rows)]
         return ray.data.from_arrow(blocks)
 
@@ -129,6 +128,15 @@ def error_kind(text: str) -> str:
     """`out_of_memory` for the ways TensorFlow and Ray report running out of memory, else `error`."""
     needles = ("OutOfMemoryError", "ResourceExhaustedError", "OOM when allocating", "out of memory", "MemoryError")
     return "out_of_memory" if any(n in text for n in needles) else "error"
+
+
+def stopped_by_tune() -> bool:
+    """Whether Tune is stopping this trial (ASHA cut it, or the search ended). Tune then ends this process,
+    which takes the trial's Ray Train run down with it: that is not a failed attempt and is not recorded."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    return bool(session is not None and session.stop_event.is_set())
 
 
 def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
@@ -161,6 +169,8 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
         runs = len([f for f in store.list(ctx.key.path, "timing") if f.startswith(f"{trial_id}-")])
         store.write_bytes(json.dumps(timing).encode(), ctx.key.path, "timing", f"{trial_id}-{runs}.json")
     except Exception as exc:
+        if stopped_by_tune():
+            raise
         text = "".join(traceback.format_exception(exc))
         attempt = len([f for f in store.list(ctx.key.path, "attempts") if f.startswith(trial_id)])
         record = {"trial_id": trial_id, "attempt": attempt, "kind": error_kind(text),
@@ -174,21 +184,17 @@ def predict_test(context: dict[str, Any], params: dict[str, Any], weights_file: 
     import io
 
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from pipelines.models import build
-    from pipelines.shards import image_ids, read_table
+    from pipelines.shards import read_rows
     from pipelines.train import _predict, decode_images
 
     ctx = TrialContext.from_dict(context)
     store = ctx.store()
     cfg = train_config(ctx, params, ctx.metric)
     test = fold_ids(store, ctx.key)["test"]
-    table = read_table(ctx.shards, ctx.endpoint)
-    ids = np.asarray(image_ids(*(table.column(c).to_pylist() for c in ("dataset", "subject", "sequence", "frame", "source_sha256"))))
-    table = table.append_column("image_id", pa.array(ids)).filter(pc.is_in(pa.array(ids), value_set=pa.array(sorted(test))))
-    table = table.sort_by("image_id")
+    table = read_rows(ctx.shards, ctx.endpoint, test, ["image", "label", "dataset", "subject"])
     size = cfg.size
     model = build(cfg.model, n_classes=cfg.n_classes, size=size, weights="none", finetune_depth=cfg.finetune_depth,
                   preprocessing=cfg.preprocessing, augment=cfg.augment)
