@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures
-from analysis.metrics import HEADLINE, mcnemar, per_fold, summary
+from analysis.metrics import mcnemar, per_fold, summary
 from analysis.results import Results, load
 
 LOADED_CHECK = """<script>

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -25,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_block  # noqa: E402
+from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
 from pipelines.datasets.phantom import synth  # noqa: E402
@@ -99,8 +98,7 @@ def main() -> None:
         best = {k: min(v) for k, v in runs.items()}
         base = best["in-memory arrays"]
         lines = [
-            f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: {os.cpu_count()} cores, "
-            f"{platform.machine()}, Python {platform.python_version()}, TensorFlow {tf.__version__}, no GPU.",
+            machine(f"TensorFlow {tf.__version__}"),
             f"Command: `.venv/bin/python benchmarks/input_pipeline.py --model {args.model} --size {args.size} "
             f"--epochs {args.epochs} --repeats {args.repeats}` ({n} phantom faces, batch {args.batch}, "
             f"{args.epochs} timed epochs after a warm-up, best of {args.repeats}, order alternated).",

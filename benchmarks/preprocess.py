@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import PreprocessConfig, prepare_config  # noqa: E402
 from pipelines.datasets.phantom import SCALES, Scale, synth  # noqa: E402
 from pipelines.prepare import plan, prepare, read_sources  # noqa: E402
-from benchmarks.report import write_block  # noqa: E402
+from benchmarks.report import machine, write_block  # noqa: E402
 
 
 # PAIN-DB as the paper sampled it: UNBC 25 x 2 x 20, MInt PAIN 20 x 2 x 20, Delaware 240 x 2; CP 53 x 2 x 2.
@@ -110,8 +109,7 @@ def main() -> None:
         best = {k: min(v) for k, v in runs.items()}
         bare = best["bare loop (1 process)"]
         lines = [
-            f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: {os.cpu_count()} cores, "
-            f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, no GPU.",
+            machine(),
             f"Command: `.venv/bin/python benchmarks/preprocess.py --scale {args.scale} --repeats {args.repeats}` "
             f"({n} phantom images, every frame, background `none`, 64 px; best of {args.repeats}, order rotated; "
             "every path is charged for its start-up: the bare loop's process, `prepare`'s actors).",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import time
 from pathlib import Path
 
 HEADER = "# Benchmarks\n"
@@ -17,3 +20,9 @@ def write_block(target: Path, key: str, title: str, block: str) -> None:
     else:
         text = text.rstrip() + f"\n\n## {title}\n\n{wrapped}\n"
     target.write_text(text)
+
+
+def machine(*extra: str) -> str:
+    """The first line of every block: when, on what machine (and any versions that matter)."""
+    parts = [f"{os.cpu_count()} cores", platform.machine(), f"Python {platform.python_version()}", *extra, "no GPU"]
+    return f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: {', '.join(parts)}."

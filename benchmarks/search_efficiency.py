@@ -1,12 +1,12 @@
 """Best validation F1 against trials spent: Optuna TPE + ASHA against random search, same budget.
 
 One search (weinet, subject_kfold, fold 0) on a phantom of about 380 faces at 40 px, run twice with
-the same trial budget and search space (learning rate 1e-5..1e-2 log, epochs 1..6): once as the
-study runs it (Optuna's TPE sampler, ASHA stopping trials at rungs of 1, 3 epochs), once as random
+the same trial budget and search space (learning rate 1e-5..1e-2 log, epochs 2..10, batch 8): once
+as the study runs it (Optuna's TPE sampler, ASHA stopping trials at rungs of 2 and 6 epochs), once as random
 search (Optuna's random sampler, every trial to its end). Reports the best validation macro F1
 after each trial, the epochs spent, and the wall time. Writes BENCHMARKS.md (`search_efficiency`).
 
-    .venv/bin/python benchmarks/search_efficiency.py [--trials 6] [--seeds 1]
+    .venv/bin/python benchmarks/search_efficiency.py [--trials 8] [--seeds 1]
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import pipelines._torch_first  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.report import write_block  # noqa: E402
+from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
 from pipelines.datasets.phantom import Scale, synth  # noqa: E402
@@ -64,7 +63,7 @@ def curve(uri: str, cfg) -> tuple[list[float], int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
@@ -80,15 +79,15 @@ def main() -> None:
     ensure_ray(num_cpus=os.cpu_count())
     results: dict[str, list] = {"TPE + ASHA": [], "random": []}
     for seed in range(args.seeds):
-        for name, search in (("TPE + ASHA", {"searcher": "optuna", "scheduler": "asha", "grace_period": 1,
+        for name, search in (("TPE + ASHA", {"searcher": "optuna", "scheduler": "asha", "grace_period": 2,
                                              "reduction_factor": 3}),
                              ("random", {"searcher": "random", "scheduler": "none"})):
             uri = str(work / f"results-{name.split()[0].lower()}-{seed}")
             cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
                 "shards": str(work / "shards"), "storage": uri, "models": ["weinet"], "scenarios": ["subject_kfold"],
-                "seed": seed, "train": {"size": 40, "batch_size": 16, "patience": 0},
+                "seed": seed, "train": {"size": 40, "batch_size": 8, "patience": 0},
                 "search": {**search, "trials": args.trials, "max_concurrent_trials": 1, "verbose": 0,
-                           "space": {"learning_rate": [1e-5, 1e-2], "epochs": [1, 6]}}})
+                           "space": {"learning_rate": [1e-5, 1e-2], "epochs": [2, 10]}}})
             t0 = time.perf_counter()
             store = open_store(uri)
             _start(cfg, store, False, print)
@@ -106,10 +105,10 @@ def main() -> None:
         return np.mean([r[0] for r in runs], axis=0)
 
     lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, no GPU. "
+        machine(),
         f"Command: `.venv/bin/python benchmarks/search_efficiency.py --trials {args.trials} --seeds {args.seeds}` "
         f"(one search: weinet, subject_kfold fold 0, about 380 phantom faces at 40 px; learning rate 1e-5..1e-2 "
-        f"log, epochs 1..6; both methods in one run, one trial at a time).",
+        f"log, epochs 2..10, batch 8; both methods in one run, one trial at a time).",
         "",
         "Best validation macro F1 after k trials" + (f" (mean of {args.seeds} seeds)" if args.seeds > 1 else "") + ":",
         "",

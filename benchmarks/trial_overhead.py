@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ import pipelines._torch_first  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 
-from benchmarks.report import write_block  # noqa: E402
+from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
 from pipelines.datasets.phantom import synth  # noqa: E402
@@ -46,7 +45,12 @@ from pipelines.train import read_epochs  # noqa: E402
 from search.config import load_study_config  # noqa: E402
 from search.study import run_study, searches  # noqa: E402
 
-RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts five actor processes (controller, synchronization, worker, placement-group cleaner, dataset manager); an empty TensorflowTrainer run took 8.5-9.5 s alone on this machine (measured separately), the rest is waiting for the other search's processes. painsearch already trims what it controls: one worker reads an unsplit dataset (no split coordinator), Ray Train's poll interval is 0.5 s and its preemption watcher is off, the fold's rows are read once per trial into the object store, and Tune reuses trial actors.")
+RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts its controller, a worker, a synchronization "
+                  "actor and a placement-group cleaner, each a new process. painsearch trims what it controls: the "
+                  "controller no longer imports TensorFlow (the stock TensorflowConfig's package does; see the empty-run "
+                  "rows below), one worker reads an unsplit dataset (no split coordinator) and trains without "
+                  "MultiWorkerMirroredStrategy, Ray Train polls every 0.5 s and its preemption watcher is off, the "
+                  "fold's rows are read once per trial into the object store, and Tune reuses trial actors.")
 PARTS = ("driver set-up", "Ray Train", "worker set-up", "fit", "eval + report")
 
 
@@ -62,10 +66,35 @@ def trial_parts(store, key, timing: dict) -> dict[str, float]:
             "eval": evals}
 
 
+def _empty_loop(config: dict) -> None:
+    """A train loop that does nothing: what is left is Ray Train's own cost per run."""
+
+
+def empty_runs(repeats: int, work: Path) -> dict[str, list[float]]:
+    """Empty TensorflowTrainer runs alone on the machine, the stock TensorflowConfig and painsearch's
+    KerasConfig alternated (one worker, 0.5 CPU, as a smoke trial)."""
+    from ray.train import DataConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowConfig, TensorflowTrainer
+
+    from pipelines.tf_backend import KerasConfig
+
+    times: dict[str, list[float]] = {"TensorflowConfig (stock)": [], "KerasConfig (painsearch)": []}
+    for i in range(repeats):
+        for label, backend in (("TensorflowConfig (stock)", TensorflowConfig), ("KerasConfig (painsearch)", KerasConfig)):
+            t = time.perf_counter()
+            TensorflowTrainer(_empty_loop, tensorflow_config=backend(),
+                              scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+                              dataset_config=DataConfig(datasets_to_split=[]),
+                              run_config=RunConfig(storage_path=str(work / "empty"), name=f"{backend.__name__}-{i}")).fit()
+            times[label].append(time.perf_counter() - t)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--empty-repeats", type=int, default=3, help="empty TensorflowTrainer runs per backend config")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
 
@@ -98,8 +127,8 @@ def main() -> None:
         return f"{np.median(v):.1f} s ({np.percentile(v, 10):.1f}-{np.percentile(v, 90):.1f})"
 
     lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, no GPU. "
-        f"Command: `.venv/bin/python benchmarks/trial_overhead.py --trials {args.trials} --folds {args.folds}` "
+        machine(),
+        f"Command: `.venv/bin/python benchmarks/trial_overhead.py --trials {args.trials} --folds {args.folds} --empty-repeats {args.empty_repeats}` "
         f"(the smoke study: {len(cfg.models)} networks x {len(cfg.scenarios)} scenarios x {cfg.folds} folds x "
         f"{args.trials} trials = {len(rows)} trials, 1 epoch each, 32 px, tiny phantom; whole study {study_s:.0f} s).",
         "",
@@ -110,6 +139,16 @@ def main() -> None:
         f"| wall | {stat(wall)} |",
         f"| overhead = wall - Keras fit | {stat(overhead)} |",
         *[f"| {p} | {stat([r[p] for r in rows])} |" for p in PARTS],
+        "",
+    ]
+    empty = empty_runs(args.empty_repeats, work)
+    lines += [
+        f"An empty TensorflowTrainer run (a loop that does nothing; one worker; alone on the machine, after the study; "
+        f"median of {args.empty_repeats}, the two configs alternated):",
+        "",
+        "| backend config | empty run |",
+        "|---|---|",
+        *[f"| {k} | {np.median(v):.1f} s ({min(v):.1f}-{max(v):.1f}) |" for k, v in empty.items()],
         "",
     ]
     shares = {p: float(np.median([r[p] for r in rows])) for p in PARTS if p != "fit"}

@@ -1,5 +1,4 @@
 import io
-import struct
 
 import numpy as np
 import pytest
