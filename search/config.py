@@ -43,6 +43,8 @@ class SearchConfig(Strict):
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget per search; None: the trial count")
     retries: int = Field(1, ge=0, description="a trial that raises is run again this many times, then recorded as failed")
     space: SpaceConfig = SpaceConfig()
+    space_by_model: dict[str, SpaceConfig] = Field(
+        default_factory=dict, description="per network, bounds that take the place of `space`'s for it")
     verbose: int = Field(1, ge=0, le=2, description="Tune's progress table: 0 off, 1 status, 2 every result")
 
 
@@ -89,6 +91,10 @@ class StudyConfig(Strict):
         for m in self.models:
             if m not in MODELS:
                 raise ValueError(f"names an unknown network {m!r}; choose from {choices(MODELS)}")
+        for m in self.search.space_by_model:
+            if m not in self.models:
+                raise ValueError(f"sets `search.space_by_model.{m}`, a network the study does not train; "
+                                 f"choose from its `models`: {choices(self.models)}")
         if len(set(self.models)) != len(self.models) or len(set(self.scenarios)) != len(self.scenarios):
             raise ValueError("lists a network or scenario twice")
         if set(self.pool) & set(self.external):

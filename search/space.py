@@ -3,7 +3,9 @@
 Defaults follow DESIGN.md: learning rate log-uniform within a decade either side of the reference
 code's rate (inside 1e-5..1e-2), epochs up to 50, and the frozen share of a pretrained backbone
 in 0..1. Networks trained from scratch, or built without pretrained weights, have nothing to
-freeze, so they get no `finetune_depth` axis. A config's `study.search.space` narrows any bound.
+freeze, so they get no `finetune_depth` axis. A config's `study.search.space` narrows any bound, and
+`study.search.space_by_model.<network>` any bound of one network (networks differ in the rates they
+train at).
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ def default_space(model: str, pretrained_weights: bool) -> Space:
     return Space(learning_rate=lr, epochs=(max(1, MAX_EPOCHS // 5), MAX_EPOCHS), finetune_depth=depth)
 
 
-def space_for(model: str, pretrained_weights: bool, override: SpaceConfig) -> Space:
-    """The default space of `model`, with the config's bounds in place of the defaults."""
+def space_for(model: str, pretrained_weights: bool, override: SpaceConfig, for_model: SpaceConfig | None = None) -> Space:
+    """The default space of `model`, with the config's bounds in place of the defaults: a bound of
+    `search.space_by_model.<model>` (`for_model`) first, then one of `search.space`."""
     base = default_space(model, pretrained_weights)
-    lr = override.learning_rate or base.learning_rate
-    epochs = override.epochs or base.epochs
-    depth = base.finetune_depth and (override.finetune_depth or base.finetune_depth)
+    mine = for_model or SpaceConfig()
+    lr = mine.learning_rate or override.learning_rate or base.learning_rate
+    epochs = mine.epochs or override.epochs or base.epochs
+    depth = base.finetune_depth and (mine.finetune_depth or override.finetune_depth or base.finetune_depth)
     if not (0 < lr[0] <= lr[1]):
         raise PainsearchError(f"`study.search.space.learning_rate` must be [low, high] with 0 < low <= high, not {list(lr)}.")
     if not (1 <= epochs[0] <= epochs[1]):

@@ -79,7 +79,7 @@ def _trainable(ctx: TrialContext):
 def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     from ray import tune
 
-    space = space_for(key.model, cfg.train.weights == "imagenet", cfg.search.space)
+    space = space_for(key.model, cfg.train.weights == "imagenet", cfg.search.space, cfg.search.space_by_model.get(key.model))
     trainable = tune.with_resources(_trainable(ctx), TRIAL_DRIVER)
     path = store.path(key.path, TUNE_DIR, key.slug)
     if tune.Tuner.can_restore(path, storage_filesystem=store.fs):

@@ -56,6 +56,18 @@ def test_space_override_narrows_the_bounds():
         space_for("weinet", False, SpaceConfig(epochs=(3, 2)))
 
 
+def test_a_network_can_have_its_own_bounds():
+    cfg = study_config({"shards": "x", "models": ["weinet", "vgg16"], "search": {
+        "space": {"learning_rate": [2e-4, 4e-4], "epochs": [10, 12]},
+        "space_by_model": {"vgg16": {"learning_rate": [4e-5, 1e-4]}}}})
+    vgg = space_for("vgg16", False, cfg.search.space, cfg.search.space_by_model.get("vgg16"))
+    wei = space_for("weinet", False, cfg.search.space, cfg.search.space_by_model.get("weinet"))
+    assert vgg.learning_rate == (4e-5, 1e-4) and vgg.epochs == (10, 12)  # its own rate, the study's epochs
+    assert wei.learning_rate == (2e-4, 4e-4)
+    with pytest.raises(PainsearchError, match=r"space_by_model.resnet50.*choose from its `models`"):
+        study_config({"shards": "x", "models": ["weinet"], "search": {"space_by_model": {"resnet50": {}}}})
+
+
 @pytest.mark.parametrize("data, message", [
     ({"shards": "x", "models": ["resnet"]}, "unknown network 'resnet'; choose from"),
     ({"shards": "x", "scenarios": ["loso"]}, "must be one of"),
