@@ -29,13 +29,23 @@ def _job_env_vars() -> dict[str, str]:
     return ((json.loads(raw).get("runtime_env") or {}).get("env_vars")) or {}
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def pin_ray_address() -> None:
+    """Runs in every worker of a local cluster: names this cluster in RAY_ADDRESS. Ray's state API, which
+    Ray Train's placement-group cleaner calls, otherwise looks for the cluster among the Ray instances
+    running on the machine and refuses to choose when there are two (seen with a test's head cluster)."""
+    import ray
+
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> None:
     """Connect once. A local cluster listens on 127.0.0.1 only, its dashboard too: nothing is exposed.
 
     The dashboard is not for show: it serves Ray's state API, which Ray Train's placement-group cleaner
     polls. Without it, every trial that Tune stops early (ASHA) leaked its worker's CPUs (or GPUs) until
     the study ended, and a long search starved (measured: 0.5 CPU still held after the kill, and
-    released with the dashboard on)."""
+    released with the dashboard on). `quiet` keeps the workers' output in Ray's log files instead of this
+    terminal (the demo prints its own progress lines; the results store keeps every trial's errors)."""
     import ray
 
     if ray.is_initialized():
@@ -48,8 +58,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     env_vars = {**RUNTIME_ENV_VARS, **s3_env()}
     env_vars = {k: v for k, v in env_vars.items() if k not in _job_env_vars()}
     env = {"env_vars": env_vars}
+    if quiet:
+        import logging
+
+        for name in ("ray", "ray.data", "ray.tune", "ray.train"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=True)
+        ray.init(address=address, runtime_env=env, log_to_driver=not quiet)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=env, log_to_driver=True,
+        env["worker_process_setup_hook"] = "cluster.local.pin_ray_address"
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=env, log_to_driver=not quiet,
                  configure_logging=False)

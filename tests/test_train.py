@@ -143,7 +143,8 @@ def test_oversampling_a_ray_dataset(ray_local, tiny_shards):
 def test_a_run_whose_owner_is_killed_gives_its_cpus_back(ray_local, tmp_path):
     """What happens when Tune stops a trial early: the trial's process, which owns the Ray Train run, is killed.
     Ray Train's placement-group cleaner then frees the run's resources, through the state API of the local
-    Ray's dashboard (cluster/local.py); without it the CPUs stayed held until Ray shut down."""
+    Ray's dashboard (cluster/local.py); without it the CPUs stayed held until Ray shut down. In the suite the
+    head cluster of test_study runs beside this one, and the state API must still find the right cluster."""
     import time
 
     import ray
@@ -168,14 +169,18 @@ def test_a_run_whose_owner_is_killed_gives_its_cpus_back(ray_local, tmp_path):
                               dataset_config=DataConfig(datasets_to_split=[]),
                               run_config=RunConfig(storage_path=storage, name="owned")).fit()
 
-    free = ray.available_resources().get("CPU", 0)
+    free = ray.cluster_resources()["CPU"]
+    deadline = time.time() + 60
+    while ray.available_resources().get("CPU", 0) < free:  # what earlier tests ran has ended
+        assert time.time() < deadline, "the cluster never became idle"
+        time.sleep(0.5)
     owner = Owner.remote()
     owner.run.remote(str(tmp_path))
     deadline = time.time() + 60
     while not (tmp_path / "started").exists():  # the worker is training, as when ASHA stops a trial
         assert time.time() < deadline, "the run never started"
         time.sleep(0.5)
-    assert ray.available_resources().get("CPU", 0) == free - 0.5
+    assert ray.available_resources().get("CPU", 0) <= free - 0.5
     ray.kill(owner)
     deadline = time.time() + 30
     while ray.available_resources().get("CPU", 0) < free:
