@@ -39,7 +39,7 @@ def run_demo(out: str) -> int:
         "unbc": str(phantom / "unbc"), "mintpain": str(phantom / "mintpain"),
         "manifest": str(phantom / "delaware" / "manifest.csv"), "cppain": str(phantom / "cppain")})})
     stage(2, f"preparing shards with Ray Data ({cfg.workers} worker(s), background {cfg.preprocess.background})")
-    ensure_ray()
+    ensure_ray(quiet=True)
     prepare(cfg, log=lambda m: print("      " + m, flush=True))
     for row in breakdown(cfg.out)["datasets"]:
         print(f"      {row['dataset']:<10} subjects {row['subjects']:>3}  no pain {row['no_pain']:>4}  pain {row['pain']:>4}")
