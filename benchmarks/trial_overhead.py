@@ -48,9 +48,11 @@ from search.study import run_study, searches  # noqa: E402
 RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts its controller, a worker, a synchronization "
                   "actor and a placement-group cleaner, each a new process. painsearch trims what it controls: the "
                   "controller no longer imports TensorFlow (the stock TensorflowConfig's package does; see the empty-run "
-                  "rows below), one worker reads an unsplit dataset (no split coordinator) and trains without "
+                  "rows above), one worker reads an unsplit dataset (no split coordinator) and trains without "
                   "MultiWorkerMirroredStrategy, Ray Train polls every 0.5 s and its preemption watcher is off, the "
-                  "fold's rows are read once per trial into the object store, and Tune reuses trial actors.")
+                  "fold's rows are read once per trial into the object store, Ray Data's decode tasks ask for a quarter "
+                  "of a CPU (at one CPU, four concurrent trials' workers held every core, their decode tasks waited "
+                  "and the cores stood about 80 % idle), and Tune reuses trial actors.")
 PARTS = ("driver set-up", "Ray Train", "worker set-up", "fit", "eval + report")
 
 
@@ -155,7 +157,8 @@ def main() -> None:
     top = max(shares, key=shares.get)
     lines.append(
         f"The overhead is dominated by **{top}** ({shares[top]:.1f} s of a median {np.median(overhead):.1f} s). "
-        "Two searches run at once on the 2 cores, so each part includes waiting for a core. "
+        f"{cfg.search.concurrent_searches} searches run at once on the {os.cpu_count()} cores, so each part "
+        "includes waiting for a core. "
         "It is a fixed cost per trial (process start-up and placement, not per image): on a GPU node, where an "
         "epoch of PAIN-DB takes seconds and a trial runs tens of epochs, it is a small share of the trial; on this "
         "CPU, with one-epoch trials of a few dozen images, it is nearly all of it. "

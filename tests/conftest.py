@@ -61,7 +61,7 @@ def tiny_shards(tiny_phantom, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) shared by every test that needs Ray."""
+    """One local Ray cluster (2 CPUs, 127.0.0.1 only) shared by every test that needs Ray."""
     import ray
 
     from cluster.local import ensure_ray
@@ -201,11 +201,11 @@ def s3_vars(seaweed) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def smoke_study(tiny_shards, ray_head, seaweed):
-    """configs/smoke.yaml (2 networks, 2 folds, 1 epoch, 32 px) end to end, with one trial per search instead of
-    the config's two and the two held-out-subject scenarios of its three (CI's 20-minute budget: the full smoke
-    study, 24 Ray Train runs, takes about 6 minutes here; benchmarks/trial_overhead.py runs it whole):
-    submitted with the real `ray job submit` to the `ray start --head` cluster on 127.0.0.1, results on S3
-    (SeaweedFS). The session keeps the S3 settings, so the tests can read the store."""
+    """The smoke study (configs/smoke.yaml: 2 networks x 3 scenarios x 2 folds, 1 epoch, 32 px) with one
+    trial per search instead of two (CI's 20-minute budget: the whole smoke study is 24 Ray Train runs, about
+    6 minutes on 2 cores; benchmarks/trial_overhead.py runs it), submitted with the real `ray job submit` to
+    the `ray start --head` cluster on 127.0.0.1, results on S3 (SeaweedFS). The session keeps the S3
+    settings, so the tests can read the store."""
     from search.config import load_study_config
 
     uri = "s3://painsearch/smoke-study"
@@ -213,8 +213,7 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     runtime_env = {"env_vars": s3_vars(seaweed)}
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(ROOT),
            "--runtime-env-json", json.dumps(runtime_env), "--",
-           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}", "--set", "search.trials=1",
-           "--set", "scenarios=[subject_kfold,external]"]
+           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}", "--set", "search.trials=1"]
     t0 = time.time()
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
@@ -227,6 +226,5 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     for k, v in s3_vars(seaweed).items():
         mp.setenv(k, v)
     yield {"uri": uri, "seconds": time.time() - t0, "job_output": job.stdout,
-           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "search": {"trials": 1},
-                                             "scenarios": ["subject_kfold", "external"]})}
+           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "search": {"trials": 1}})}
     mp.undo()
