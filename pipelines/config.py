@@ -77,7 +77,7 @@ def explain(exc: ValidationError, where: str) -> PainsearchError:
     """One sentence from pydantic's report: the first problem, its field, and what was expected."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "is not a known setting"
     elif err["type"] == "literal_error":

@@ -129,5 +129,5 @@ META_COLUMNS = ["label", "pain_level", "dataset", "subject", "sequence", "frame"
 def read_meta(uri: str, endpoint: str | None = None):
     """Every row's metadata without the images, with its `image_id`: a pandas DataFrame."""
     df = read_table(uri, endpoint, columns=META_COLUMNS).to_pandas()
-    df.insert(0, "image_id", image_ids(df["dataset"], df["subject"], df["sequence"], df["frame"], df["source_sha256"]))
+    df.insert(0, "image_id", image_ids(*(df[c] for c in ID_COLUMNS)))
     return df

@@ -28,6 +28,17 @@ class SpaceConfig(Strict):
     epochs: tuple[int, int] | None = Field(None, description="integer range; ASHA's max_t is its upper end")
     finetune_depth: tuple[float, float] | None = Field(None, description="fraction of the pretrained backbone frozen")
 
+    @model_validator(mode="after")
+    def _check(self) -> SpaceConfig:
+        lr, epochs, depth = self.learning_rate, self.epochs, self.finetune_depth
+        if lr is not None and not 0 < lr[0] <= lr[1]:
+            raise ValueError(f"has learning_rate {list(lr)}; give [low, high] with 0 < low <= high")
+        if epochs is not None and not 1 <= epochs[0] <= epochs[1]:
+            raise ValueError(f"has epochs {list(epochs)}; give [low, high] with 1 <= low <= high")
+        if depth is not None and not 0 <= depth[0] <= depth[1] <= 1:
+            raise ValueError(f"has finetune_depth {list(depth)}; give [low, high] inside 0..1")
+        return self
+
 
 class SearchConfig(Strict):
     """How each (model, scenario, fold) search runs."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.errors import PainsearchError
 from search.config import SpaceConfig
 
 LR_LIMITS = (1e-5, 1e-2)
@@ -57,10 +56,4 @@ def space_for(model: str, pretrained_weights: bool, override: SpaceConfig, for_m
     lr = mine.learning_rate or override.learning_rate or base.learning_rate
     epochs = mine.epochs or override.epochs or base.epochs
     depth = base.finetune_depth and (mine.finetune_depth or override.finetune_depth or base.finetune_depth)
-    if not (0 < lr[0] <= lr[1]):
-        raise PainsearchError(f"`study.search.space.learning_rate` must be [low, high] with 0 < low <= high, not {list(lr)}.")
-    if not (1 <= epochs[0] <= epochs[1]):
-        raise PainsearchError(f"`study.search.space.epochs` must be [low, high] with 1 <= low <= high, not {list(epochs)}.")
-    if depth is not None and not (0 <= depth[0] <= depth[1] <= 1):
-        raise PainsearchError(f"`study.search.space.finetune_depth` must be [low, high] inside 0..1, not {list(depth)}.")
     return Space(learning_rate=tuple(lr), epochs=tuple(epochs), finetune_depth=tuple(depth) if depth else None)

@@ -52,8 +52,19 @@ def test_default_space_is_model_aware(model):
 def test_space_override_narrows_the_bounds():
     s = space_for("vgg16", True, SpaceConfig(learning_rate=(1e-4, 2e-4), epochs=(2, 3), finetune_depth=(0.5, 1.0)))
     assert s.learning_rate == (1e-4, 2e-4) and s.epochs == (2, 3) and s.finetune_depth == (0.5, 1.0)
-    with pytest.raises(PainsearchError, match="epochs"):
-        space_for("weinet", False, SpaceConfig(epochs=(3, 2)))
+
+
+@pytest.mark.parametrize("search, where", [
+    ({"space": {"epochs": [3, 2]}}, "`search.space` has epochs [3, 2]; give [low, high] with 1 <= low <= high"),
+    ({"space_by_model": {"weinet": {"learning_rate": [0.0, 1e-3]}}},
+     "`search.space_by_model.weinet` has learning_rate [0.0, 0.001]; give [low, high] with 0 < low"),
+    ({"space": {"finetune_depth": [0.5, 2]}}, "`search.space` has finetune_depth [0.5, 2.0]; give [low, high] inside 0..1"),
+])
+def test_bad_bounds_are_refused_when_the_config_is_read(search, where):
+    """Before any search starts, naming the setting that holds them (the study's or one network's)."""
+    with pytest.raises(PainsearchError, match=where.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")) as err:
+        study_config({"shards": "x", "models": ["weinet"], "search": search})
+    assert "\n" not in str(err.value)
 
 
 def test_a_network_can_have_its_own_bounds():
