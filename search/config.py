@@ -51,6 +51,8 @@ class SearchConfig(Strict):
     reduction_factor: int = Field(3, ge=2, description="ASHA: keep the top 1/reduction_factor at each rung")
     scheduler: Literal["asha", "none"] = "asha"
     searcher: Literal["optuna", "random"] = "optuna"
+    startup_trials: int = Field(10, ge=1, description="Optuna TPE: random trials before it models the space "
+                                                        "(Optuna's default; lower it for small budgets)")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget per search; None: the trial count")
     retries: int = Field(1, ge=0, description="a trial that raises is run again this many times, then recorded as failed")
     space: SpaceConfig = SpaceConfig()

@@ -13,12 +13,15 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.config import TrainConfig
 from pipelines.storage import Store, open_store
+
+if TYPE_CHECKING:
+    from ray.train._internal.session import _TrainSession
 
 FOLDS_DIR = "folds"
 SEARCHES_DIR = "searches"
@@ -130,13 +133,20 @@ def error_kind(text: str) -> str:
     return "out_of_memory" if any(n in text for n in needles) else "error"
 
 
-def stopped_by_tune() -> bool:
-    """Whether Tune is stopping this trial (ASHA cut it, or the search ended). Tune then ends this process,
-    which takes the trial's Ray Train run down with it: that is not a failed attempt and is not recorded."""
+def tune_session() -> _TrainSession | None:
+    """This trial's Tune session, taken when the trial starts (Tune drops it when it stops the trial)."""
     from ray.train._internal.session import get_session
 
-    session = get_session()
-    return bool(session is not None and session.stop_event.is_set())
+    return get_session()
+
+
+def stopped_by_tune(session: _TrainSession | None) -> bool:
+    """Whether Tune has stopped this trial (ASHA cut it, or the search ended). Tune then removes the trial's
+    placement group, which takes its Ray Train run down with it: that is not a failed attempt and is not
+    recorded. The signs: Tune set the session's stop event, or it has already shut the session down."""
+    from ray.train._internal.session import get_session
+
+    return session is not None and (session.stop_event.is_set() or get_session() is not session)
 
 
 def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
@@ -149,6 +159,7 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     ctx = TrialContext.from_dict(context)
     metric = ctx.metric
     trial_id = tune.get_context().get_trial_id()
+    session = tune_session()
     store = ctx.store()
     started = time.time()
     try:
@@ -169,7 +180,7 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
         runs = len([f for f in store.list(ctx.key.path, "timing") if f.startswith(f"{trial_id}-")])
         store.write_bytes(json.dumps(timing).encode(), ctx.key.path, "timing", f"{trial_id}-{runs}.json")
     except Exception as exc:
-        if stopped_by_tune():
+        if stopped_by_tune(session):
             raise
         text = "".join(traceback.format_exception(exc))
         attempt = len([f for f in store.list(ctx.key.path, "attempts") if f.startswith(trial_id)])

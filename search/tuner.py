@@ -29,6 +29,9 @@ PREDICTIONS = "predictions.parquet"
 TRIALS = "trials.csv"
 # Tune snapshots its experiment state at most this often (s): small, so a killed driver loses little.
 SNAPSHOT_PERIOD_S = "1"
+# REUSE_ACTORS_NOTE: Tune may not hand a stopped trial's actor to the next trial. A trial that ASHA stops
+# is still blocked in its Ray Train run, so the actor cannot be reset; the next trial then failed to start
+# and the search hung for Tune's 600 s clean-up (measured). A fresh actor per trial costs about a second.
 # The trial function only waits on its Ray Train run, whose workers hold the real resources.
 TRIAL_DRIVER = {"cpu": 0, "memory": 2**26}  # Tune refuses an empty request; memory keeps it non-empty
 
@@ -51,8 +54,11 @@ def _searcher(cfg: StudyConfig, seed: int):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = optuna.samplers.TPESampler(seed=seed) if cfg.search.searcher == "optuna" else optuna.samplers.RandomSampler(seed=seed)
-    return OptunaSearch(sampler=sampler, seed=seed)
+    if cfg.search.searcher == "optuna":
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.search.startup_trials)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    return OptunaSearch(sampler=sampler)  # the sampler carries the seed
 
 
 def _scheduler(cfg: StudyConfig, max_epochs: int):
@@ -92,7 +98,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=cfg.metric_mode, num_samples=cfg.search.trials,
             max_concurrent_trials=cfg.search.max_concurrent_trials, search_alg=_searcher(cfg, seed),
-            reuse_actors=True,
+            reuse_actors=False,  # see REUSE_ACTORS_NOTE
             scheduler=_scheduler(cfg, space.max_epochs), time_budget_s=cfg.search.time_budget_s,
         ),
         run_config=tune.RunConfig(

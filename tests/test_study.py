@@ -151,6 +151,43 @@ def test_failing_trials_are_retried_then_recorded(tiny_shards, ray_local, tmp_pa
     assert list(summary["status"]) == ["failed", "failed"]
 
 
+def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, monkeypatch):
+    """ASHA stops trials part way. Here a scheduler stops every trial after its first epoch, so the stop is
+    certain: each stop must end that trial's Ray Train run, must not count as a failed attempt, and must let
+    the next trial start (with Tune's actor reuse, the second trial never started: the search hung)."""
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from search import tuner
+    from search.study import _start, write_folds
+
+    class StopAfterFirstEpoch(FIFOScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            return TrialScheduler.STOP
+
+    monkeypatch.setattr(tuner, "_scheduler", lambda cfg, max_epochs: StopAfterFirstEpoch())
+    uri = str(tmp_path / "results")
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                    "scenarios": ["subject_kfold"], "search": {"trials": 3, "time_budget_s": 150,
+                                                                               "space": {"epochs": [4, 4]}}})
+    store = open_store(uri)
+    _start(cfg, store, False, print)
+    write_folds(cfg, store)
+    key = searches(cfg)[0]
+    done = tuner.run_search(cfg.model_dump(mode="json"), uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})
+    trials = tuner.read_trials(store, key)
+    assert done["status"] == "ok" and done["trials"] == 3 and done["failed_trials"] == 0, done
+    assert list(trials["epochs_run"]) == [1, 1, 1] and (trials["status"] == "ok").all(), trials
+    assert (trials["failed_attempts"] == 0).all() and not store.list(key.path, "attempts")
+    assert store.exists(key.path, "predictions.parquet")
+    import ray
+
+    for _ in range(30):  # the stopped runs' placement groups go back to the cluster
+        if ray.available_resources().get("CPU", 0) >= 2:
+            break
+        time.sleep(1)
+    assert ray.available_resources().get("CPU", 0) >= 2
+
+
 def test_out_of_memory_is_named():
     from search.trial import error_kind, root_error
 
