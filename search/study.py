@@ -74,7 +74,8 @@ def searches(cfg: StudyConfig) -> list[SearchKey]:
     return [SearchKey(m, s, k) for k in range(cfg.folds) for s in cfg.scenarios for m in cfg.models]
 
 
-def _start(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> None:
+def start_study(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> None:
+    """Write study.json for a new study; for a resumed one, refuse settings that would change its results."""
     resolved = cfg.model_dump(mode="json")
     if store.exists(STUDY_FILE):
         if not resume:
@@ -161,7 +162,7 @@ def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False
     cfg = cfg.model_copy(update={"storage": storage or cfg.storage})
     check_inputs(cfg)
     store = open_store(cfg.storage, cfg.s3_endpoint)
-    _start(cfg, store, resume, log)
+    start_study(cfg, store, resume, log)
     write_folds(cfg, store)
     todo = [k for k in searches(cfg) if not store.exists(k.path, DONE)]
     total = len(searches(cfg))

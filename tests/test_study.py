@@ -158,7 +158,7 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     from search import tuner
-    from search.study import _start, write_folds
+    from search.study import start_study, write_folds
 
     class StopAfterFirstEpoch(FIFOScheduler):
         def on_trial_result(self, tune_controller, trial, result):
@@ -170,7 +170,7 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
                                     "scenarios": ["subject_kfold"], "search": {"trials": 3, "time_budget_s": 150,
                                                                                "space": {"epochs": [4, 4]}}})
     store = open_store(uri)
-    _start(cfg, store, False, print)
+    start_study(cfg, store, False, print)
     write_folds(cfg, store)
     key = searches(cfg)[0]
     done = tuner.run_search(cfg.model_dump(mode="json"), uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})
