@@ -52,7 +52,8 @@ RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts its co
                   "MultiWorkerMirroredStrategy, Ray Train polls every 0.5 s and its preemption watcher is off, the "
                   "fold's rows are read once per trial into the object store, Ray Data's decode tasks ask for a quarter "
                   "of a CPU (at one CPU, four concurrent trials' workers held every core, their decode tasks waited "
-                  "and the cores stood about 80 % idle), and Tune reuses trial actors.")
+                  "and the cores stood about 80 % idle). Tune's trial actors are not reused: a reused actor could not be "
+                  "reset while a stopped trial's run wound down, and the search hung (search/tuner.py).")
 PARTS = ("driver set-up", "Ray Train", "worker set-up", "fit", "eval + report")
 
 
@@ -92,6 +93,13 @@ def empty_runs(repeats: int, work: Path) -> dict[str, list[float]]:
     return times
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (Linux /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=2)
@@ -112,9 +120,11 @@ def main() -> None:
         "shards": str(work / "shards"), "storage": str(work / "results"),
         "folds": args.folds, "search": {"trials": args.trials, "verbose": 0}})
     ensure_ray(num_cpus=os.cpu_count())
-    t0 = time.perf_counter()
+    t0, (busy0, total0) = time.perf_counter(), cpu_ticks()
     run_study(cfg, log=lambda m: print(m, flush=True))
     study_s = time.perf_counter() - t0
+    busy1, total1 = cpu_ticks()
+    busy_share = (busy1 - busy0) / max(total1 - total0, 1)
 
     store = open_store(cfg.storage)
     rows = []
@@ -132,7 +142,8 @@ def main() -> None:
         machine(),
         f"Command: `.venv/bin/python benchmarks/trial_overhead.py --trials {args.trials} --folds {args.folds} --empty-repeats {args.empty_repeats}` "
         f"(the smoke study: {len(cfg.models)} networks x {len(cfg.scenarios)} scenarios x {cfg.folds} folds x "
-        f"{args.trials} trials = {len(rows)} trials, 1 epoch each, 32 px, tiny phantom; whole study {study_s:.0f} s).",
+        f"{args.trials} trials = {len(rows)} trials, 1 epoch each, 32 px, tiny phantom; whole study {study_s:.0f} s, "
+        f"the cores busy {100 * busy_share:.0f} % of it).",
         "",
         "Per trial: median (10th-90th percentile).",
         "",

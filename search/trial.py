@@ -21,6 +21,7 @@ from pipelines.config import TrainConfig
 from pipelines.storage import Store, open_store
 
 if TYPE_CHECKING:
+    import pandas as pd
     from ray.train._internal.session import _TrainSession
 
 FOLDS_DIR = "folds"
@@ -70,19 +71,19 @@ class TrialContext:
         return TrialContext(**{**d, "key": SearchKey(**d["key"])})
 
 
-def fold_table(store: Store, key: SearchKey):
+def fold_table(store: Store, key: SearchKey) -> pd.DataFrame:
     """The rows of this search's fold: image_id, role, dataset, subject, label."""
     import io
 
-    import pandas as pd
+    import pandas
 
-    folds = pd.read_parquet(io.BytesIO(store.read_bytes(FOLDS_DIR, f"{key.scenario}.parquet")))
+    folds = pandas.read_parquet(io.BytesIO(store.read_bytes(FOLDS_DIR, f"{key.scenario}.parquet")))
     return folds[folds["fold"] == key.fold]
 
 
-def fold_ids(store: Store, key: SearchKey) -> dict[str, set[str]]:
-    f = fold_table(store, key)
-    return {role: set(f.loc[f["role"] == role, "image_id"]) for role in ("train", "val", "test")}
+def role_ids(fold: pd.DataFrame) -> dict[str, set[str]]:
+    """A fold table's image ids by role: train, val, test."""
+    return {role: set(fold.loc[fold["role"] == role, "image_id"]) for role in ("train", "val", "test")}
 
 
 def fold_datasets(shards: str, endpoint: str | None, ids: dict[str, set[str]], block_rows: int = 256):
@@ -165,8 +166,7 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     try:
         cfg = train_config(ctx, config, metric)
         fold = fold_table(store, ctx.key)
-        ids = {role: set(fold.loc[fold["role"] == role, "image_id"]) for role in ("train", "val")}
-        train_ds, val_ds = fold_datasets(ctx.shards, ctx.endpoint, ids)
+        train_ds, val_ds = fold_datasets(ctx.shards, ctx.endpoint, role_ids(fold))
         trainer = make_trainer(
             cfg, train_ds, val_ds, storage_path=f"{ctx.results.rstrip('/')}/{ctx.key.path}/train", name=trial_id,
             workers=ctx.workers, use_gpu=ctx.gpus_per_worker > 0, gpus_per_worker=ctx.gpus_per_worker or 1.0,
@@ -204,7 +204,7 @@ def predict_test(context: dict[str, Any], params: dict[str, Any], weights_file: 
     ctx = TrialContext.from_dict(context)
     store = ctx.store()
     cfg = train_config(ctx, params, ctx.metric)
-    test = fold_ids(store, ctx.key)["test"]
+    test = role_ids(fold_table(store, ctx.key))["test"]
     table = read_rows(ctx.shards, ctx.endpoint, test, ["image", "label", "dataset", "subject"])
     size = cfg.size
     model = build(cfg.model, n_classes=cfg.n_classes, size=size, weights="none", finetune_depth=cfg.finetune_depth,
