@@ -71,8 +71,15 @@ def bootstrap_ci(df: pd.DataFrame, names=HEADLINE, n_boot: int = 1000, seed: int
     return {n: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for n, v in draws.items()}
 
 
+def chance_accuracy(labels: np.ndarray) -> float:
+    """What always answering the commoner class scores: the accuracy a model must beat to have learned anything."""
+    labels = np.asarray(labels).astype(int)
+    return float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan")
+
+
 def summary(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per model x scenario: mean and std over folds, pooled estimate and its bootstrap interval."""
+    """One row per model x scenario: mean and std over folds, pooled estimate and its bootstrap interval, and
+    whether the interval of accuracy lies above chance (the commoner class's share of the test images)."""
     folds = per_fold(preds)
     rows = []
     for (m, s), g in preds.groupby(["model", "scenario"]):
@@ -89,6 +96,8 @@ def summary(preds: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFr
             row[f"precision_{c}"], row[f"recall_{c}"] = pooled[f"precision_{c}"], pooled[f"recall_{c}"]
         for k in ("cm_00", "cm_01", "cm_10", "cm_11"):
             row[k] = pooled[k]
+        row["chance_accuracy"] = chance_accuracy(g["label"].to_numpy())
+        row["above_chance"] = bool(row["accuracy_ci_low"] > row["chance_accuracy"])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -55,12 +55,15 @@ def _table(df: pd.DataFrame, table_id: str = "") -> str:
 
 
 def headline(summ: pd.DataFrame) -> pd.DataFrame:
-    """Per model x scenario: mean ± std over folds and the pooled value with its bootstrap 95 % interval."""
+    """Per model x scenario: mean ± std over folds and the pooled value with its bootstrap 95 % interval; `chance`
+    is what always answering the commoner class scores, and `above chance` says whether accuracy's interval clears it."""
     out = summ[["model", "scenario", "folds", "test_images"]].copy()
     for n in ("accuracy", "f1_pain", "f1_macro", "roc_auc"):
         out[n] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(summ[f"{n}_mean"], summ[f"{n}_std"])]
         out[f"{n} [95% CI]"] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
                                 zip(summ[n], summ[f"{n}_ci_low"], summ[f"{n}_ci_high"])]
+    out["chance"] = [f"{c:.3f}" for c in summ["chance_accuracy"]]
+    out["above chance"] = ["yes" if a else "no" for a in summ["above_chance"]]
     return out
 
 

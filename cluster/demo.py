@@ -54,7 +54,8 @@ def run_demo(out: str) -> int:
                      ratings=str(phantom / "cppain" / "ratings.csv"), n_boot=500,
                      log=lambda m: print("      " + m, flush=True))
     stage(5, "done")
-    head = result["headline"][["model", "scenario", "accuracy", "f1_pain", "f1_macro [95% CI]"]]
+    head = result["headline"][["model", "scenario", "accuracy", "accuracy [95% CI]", "chance", "above chance",
+                               "f1_macro [95% CI]"]]
     print(head.to_string(index=False))
     print(f"demo: finished in {time.time() - t0:.0f} s; open {result['index']}")
     return 0

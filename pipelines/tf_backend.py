@@ -4,6 +4,8 @@
 `ray.train.tensorflow.TensorflowConfig` lives in a package whose `__init__` imports TensorFlow: each
 controller spent about 3 s of CPU importing TensorFlow only to unpickle that config, though it never
 runs a TensorFlow op. `KerasConfig` does the same set-up on the workers and costs the controller nothing.
+`KerasTrainer` is the stock `TensorflowTrainer` minus one line: its constructor imports that package for
+the default config, so every Tune trial, which only builds and waits on the run, imported TensorFlow too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import json
 import os
 from dataclasses import dataclass
 
+from typing import Any
+
 import ray
 from ray.train.backend import Backend, BackendConfig
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+from ray.train.v2.tensorflow.tensorflow_trainer import TensorflowTrainer
 
 
 def _address() -> str:
@@ -49,3 +55,10 @@ class KerasConfig(BackendConfig):
         from ray.train.v2._internal.util import TrainingFramework
 
         return TrainingFramework.TENSORFLOW
+
+
+class KerasTrainer(TensorflowTrainer):
+    """A `TensorflowTrainer` with `KerasConfig` by default, built without importing TensorFlow."""
+
+    def __init__(self, train_loop_per_worker: Any, *, tensorflow_config: BackendConfig | None = None, **kwargs: Any) -> None:
+        DataParallelTrainer.__init__(self, train_loop_per_worker, backend_config=tensorflow_config or KerasConfig(), **kwargs)

@@ -321,15 +321,17 @@ def make_trainer(
     more Ray Train callbacks (Tune's `TuneReportCallback` when the run is a trial). `labels` (the train
     split's, if the caller knows them) saves a pass over the data for class weights."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
 
-    from pipelines.models import get_spec
     from pipelines.storage import open_store
-    from pipelines.tf_backend import KerasConfig
+    from pipelines.tf_backend import KerasTrainer
 
     store = open_store(storage_path, endpoint)
 
-    size = cfg.size or get_spec(cfg.model).paper_size
+    size = cfg.size
+    if size is None:  # the registry imports TensorFlow: a trial, which always knows its size, never needs it
+        from pipelines.models import get_spec
+
+        size = get_spec(cfg.model).paper_size
     if labels is None:
         labels = train_ds.select_columns(["label"]).to_pandas()["label"]
     labels = np.asarray(labels, dtype=int)
@@ -340,10 +342,9 @@ def make_trainer(
     resources = {"CPU": cpus_per_worker}
     if use_gpu:
         resources["GPU"] = gpus_per_worker
-    return TensorflowTrainer(
+    return KerasTrainer(  # a TensorflowTrainer whose set-up imports TensorFlow only where it trains (tf_backend)
         train_loop_per_worker,
         train_loop_config={"train": cfg.model_dump(), "class_weight": weights, "resume_from": resume_from},
-        tensorflow_config=KerasConfig(),  # the stock config makes every run's controller import TensorFlow
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         datasets={"train": train_ds.map_batches(decode_batch, **decode),
                   "val": val_ds.map_batches(decode_batch, **decode)},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -176,7 +177,9 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
         fit_started = time.time()
         trainer.fit()
         timing = {"trial_id": trial_id, "wall_s": time.time() - started, "setup_s": fit_started - started,
-                  "fit_s": time.time() - fit_started}
+                  "fit_s": time.time() - fit_started,
+                  # this process only drives the run; importing TensorFlow here costs every trial seconds of CPU
+                  "driver_imported_tensorflow": "tensorflow" in sys.modules}
         runs = len([f for f in store.list(ctx.key.path, "timing") if f.startswith(f"{trial_id}-")])
         store.write_bytes(json.dumps(timing).encode(), ctx.key.path, "timing", f"{trial_id}-{runs}.json")
     except Exception as exc:

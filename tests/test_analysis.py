@@ -38,6 +38,23 @@ def test_bootstrap_interval_resamples_subjects():
     assert lo <= est <= hi and 0 < hi - lo < 0.25 and 0.6 < est < 0.95
 
 
+def test_above_chance_needs_the_whole_interval_above_the_commoner_class():
+    from analysis.metrics import summary
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for model, skill in (("good", 0.9), ("guess", 0.0)):
+        for i in range(300):
+            y = int(i % 10 < 6)  # 60 % pain: always answering "pain" scores 0.6
+            p1 = y if rng.random() < skill else rng.random()
+            rows.append({"model": model, "scenario": "s", "fold": i % 2, "image_id": f"i{i}", "label": y,
+                         "prob_1": float(p1), "prob_0": 1 - float(p1), "pred": int(p1 > 0.5), "dataset": "d",
+                         "subject": f"s{i // 5}"})
+    summ = summary(pd.DataFrame(rows), n_boot=200).set_index("model")
+    assert summ.loc["good", "chance_accuracy"] == pytest.approx(0.6)
+    assert summ.loc["good", "above_chance"] and not summ.loc["guess", "above_chance"]
+
+
 def test_mcnemar_and_holm():
     # model a right on 12 images where b is wrong, b right on 2 where a is wrong: exact two-sided p = 0.013
     rows = []

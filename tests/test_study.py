@@ -56,7 +56,9 @@ def check_complete(uri: str, cfg, endpoint=None) -> dict:
         assert kept == [done["best_trial"]]
         for t in trials["trial_id"]:
             assert store.list(key.path, "train", t, "epochs")
-            assert len([f for f in store.list(key.path, "timing") if f.startswith(f"{t}-")]) == 1, "a trial ran twice"
+            timing = [f for f in store.list(key.path, "timing") if f.startswith(f"{t}-")]
+            assert len(timing) == 1, "a trial ran twice"
+            assert not json.loads(store.read_bytes(key.path, "timing", timing[0]))["driver_imported_tensorflow"]
     summary = pd.read_csv(io.BytesIO(store.read_bytes("summary.csv")))
     assert len(summary) == len(searches(cfg)) and not summary[["model", "scenario", "fold"]].duplicated().any()
     return dones
