@@ -46,14 +46,16 @@ from search.config import load_study_config  # noqa: E402
 from search.study import run_study, searches  # noqa: E402
 
 RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts its controller, a worker, a synchronization "
-                  "actor and a placement-group cleaner, each a new process. painsearch trims what it controls: the "
-                  "controller no longer imports TensorFlow (the stock TensorflowConfig's package does; see the empty-run "
-                  "rows above), one worker reads an unsplit dataset (no split coordinator) and trains without "
-                  "MultiWorkerMirroredStrategy, Ray Train polls every 0.5 s and its preemption watcher is off, the "
-                  "fold's rows are read once per trial into the object store, Ray Data's decode tasks ask for a quarter "
-                  "of a CPU (at one CPU, four concurrent trials' workers held every core, their decode tasks waited "
-                  "and the cores stood about 80 % idle). Tune's trial actors are not reused: a reused actor could not be "
-                  "reset while a stopped trial's run wound down, and the search hung (search/tuner.py).")
+                  "actor, a dataset manager, a placement-group cleaner and Tune's report queue, each a new process. "
+                  "painsearch trims what it controls: neither the trial's Tune process nor the controller imports "
+                  "TensorFlow (the stock TensorflowConfig's package does, and the stock TensorflowTrainer imports that "
+                  'package; see the empty-run rows above), one worker reads an unsplit dataset (no split coordinator) '
+                  'and trains without MultiWorkerMirroredStrategy, Ray Train polls every 0.5 s and its preemption '
+                  "watcher is off, the fold's rows are read once per trial into the object store, Ray Data's decode "
+                  "tasks ask for a quarter of a CPU (at one CPU, four concurrent trials' workers held every core, their"
+                  " decode tasks waited and the cores stood about 80 % idle). Tune's trial actors are not reused: a "
+                  "reused actor could not be reset while a stopped trial's run wound down, and the search hung "
+                  '(search/tuner.py).')
 PARTS = ("driver set-up", "Ray Train", "worker set-up", "fit", "eval + report")
 
 
