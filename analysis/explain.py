@@ -91,8 +91,9 @@ def explain_images(model_path: str, train: dict[str, Any], images: list[bytes], 
 
 def average(maps: list[np.ndarray]) -> np.ndarray:
     """Mean map, stretched to [0, 1] (all-zero stays zero)."""
-    m = np.nanmean(np.stack(maps), axis=0)
-    m = np.nan_to_num(m, nan=0.0)
+    stack = np.stack(maps)
+    seen = np.isfinite(stack).any(axis=0)  # canonical pixels that no warped explanation reached stay 0
+    m = np.where(seen, np.nanmean(np.where(seen, stack, 0.0), axis=0), 0.0)
     lo, hi = float(m.min()), float(m.max())
     return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
 

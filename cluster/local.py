@@ -61,8 +61,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
     if quiet:
         import logging
 
-        for name in ("ray", "ray.data", "ray.tune", "ray.train"):
+        import ray.data  # noqa: F401  (Ray Data sets up its own loggers on import: quiet them after)
+
+        for name in ("ray", "ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        for handler in logging.getLogger("ray.data").handlers:  # the terminal only: ray-data.log keeps everything
+            if isinstance(handler, logging.StreamHandler):
+                handler.setLevel(logging.WARNING)
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet)
     else:
