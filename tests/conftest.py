@@ -172,15 +172,33 @@ def ray_head():
            f"--dashboard-agent-grpc-port={grpc}", f"--metrics-export-port={metrics}",
            f"--runtime-env-agent-port={runtime_env}", f"--ray-client-server-port={client}",
            "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}", "--include-dashboard=true"]
-    started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    # a session of its own: every process of the cluster shares its process group, whatever it names
+    started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True)
     assert started.returncode == 0, started.stdout + started.stderr
     yield {"address": f"http://127.0.0.1:{dash}", "env": env}
 
-    # stop exactly the processes of this cluster: those whose command line names its temp dir
-    def ours() -> list[int]:
+    # stop exactly the processes of this cluster: those whose command line names its temp dir, the rest of
+    # their process group (started above in a session of its own: the client server's arguments do not name
+    # the dir and it outlives its parent), and their descendants (the dashboard agent renames itself)
+    def table() -> dict[int, tuple[int, int, str]]:
         # -ww: full command lines (ps cuts them to the terminal's width otherwise, and the temp dir is far in)
-        out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-        return [int(line.split(None, 1)[0]) for line in out.splitlines() if str(temp) in line and "ps -ww" not in line]
+        out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
+        rows = [line.split(None, 3) for line in out.splitlines()]
+        return {int(r[0]): (int(r[1]), int(r[2]), r[3] if len(r) > 3 else "") for r in rows if len(r) >= 3}
+
+    procs = table()
+    cluster = {pid for pid, (_, _, args) in procs.items() if str(temp) in args and "ps -ww" not in args}
+    groups = {procs[pid][1] for pid in cluster} - {os.getpgrp()}  # never this test session's own group
+    cluster |= {pid for pid, (_, pgid, _) in procs.items() if pgid in groups}
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in cluster} - cluster
+        cluster |= children
+        grew = bool(children)
+    cluster.discard(os.getpid())
+
+    def ours() -> list[int]:
+        return sorted(cluster & set(table()))
 
     for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL, signal.SIGKILL):
         for pid in ours():

@@ -169,7 +169,7 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     monkeypatch.setattr(tuner, "_scheduler", lambda cfg, max_epochs: StopAfterFirstEpoch())
     uri = str(tmp_path / "results")
     cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
-                                    "scenarios": ["subject_kfold"], "search": {"trials": 3, "time_budget_s": 150,
+                                    "scenarios": ["subject_kfold"], "search": {"trials": 2, "time_budget_s": 150,
                                                                                "space": {"epochs": [4, 4]}}})
     store = open_store(uri)
     start_study(cfg, store, False, print)
@@ -177,8 +177,8 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     key = searches(cfg)[0]
     done = tuner.run_search(cfg.model_dump(mode="json"), uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})
     trials = tuner.read_trials(store, key)
-    assert done["status"] == "ok" and done["trials"] == 3 and done["failed_trials"] == 0, done
-    assert list(trials["epochs_run"]) == [1, 1, 1] and (trials["status"] == "ok").all(), trials
+    assert done["status"] == "ok" and done["trials"] == 2 and done["failed_trials"] == 0, done
+    assert list(trials["epochs_run"]) == [1, 1] and (trials["status"] == "ok").all(), trials
     assert (trials["failed_attempts"] == 0).all() and not store.list(key.path, "attempts")
     assert store.exists(key.path, "predictions.parquet")
     import ray
