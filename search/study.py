@@ -74,6 +74,17 @@ def searches(cfg: StudyConfig) -> list[SearchKey]:
     return [SearchKey(m, s, k) for k in range(cfg.folds) for s in cfg.scenarios for m in cfg.models]
 
 
+def _as_read_now(old: dict[str, Any]) -> dict[str, Any]:
+    """A stored config as this version reads it: a setting added since it was written takes its default
+    (defaults keep earlier behaviour), so resuming an older study is not refused over a setting it never had."""
+    from pydantic import ValidationError
+
+    try:
+        return StudyConfig.model_validate(old).model_dump(mode="json")
+    except ValidationError:  # compared as stored: whatever differs is named
+        return old
+
+
 def start_study(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> None:
     """Write study.json for a new study; for a resumed one, refuse settings that would change its results."""
     resolved = cfg.model_dump(mode="json")
@@ -82,7 +93,7 @@ def start_study(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str
             raise PainsearchError(
                 f"{store.uri} already holds a study; pass --resume to continue it, or choose another --storage."
             )
-        old = json.loads(store.read_bytes(STUDY_FILE))["config"]
+        old = _as_read_now(json.loads(store.read_bytes(STUDY_FILE))["config"])
         a, b = _flat(old), _flat(resolved)
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
         if changed:

@@ -29,9 +29,6 @@ PREDICTIONS = "predictions.parquet"
 TRIALS = "trials.csv"
 # Tune snapshots its experiment state at most this often (s): small, so a killed driver loses little.
 SNAPSHOT_PERIOD_S = "1"
-# REUSE_ACTORS_NOTE: Tune may not hand a stopped trial's actor to the next trial. A trial that ASHA stops
-# is still blocked in its Ray Train run, so the actor cannot be reset; the next trial then failed to start
-# and the search hung for Tune's 600 s clean-up (measured). A fresh actor per trial costs about a second.
 # The trial function only waits on its Ray Train run, whose workers hold the real resources.
 TRIAL_DRIVER = {"cpu": 0, "memory": 2**26}  # Tune refuses an empty request; memory keeps it non-empty
 
@@ -98,7 +95,10 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=cfg.metric_mode, num_samples=cfg.search.trials,
             max_concurrent_trials=cfg.search.max_concurrent_trials, search_alg=_searcher(cfg, seed),
-            reuse_actors=False,  # see REUSE_ACTORS_NOTE
+            # a fresh actor per trial: a trial that ASHA stops is still blocked in its Ray Train run, so its
+            # actor cannot be reset for the next trial, which then failed to start and hung the search for
+            # Tune's 600 s clean-up (measured; test_trials_that_tune_stops_end_cleanly)
+            reuse_actors=False,
             scheduler=_scheduler(cfg, space.max_epochs), time_budget_s=cfg.search.time_budget_s,
         ),
         run_config=tune.RunConfig(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from cluster.cli import main
 from pipelines.storage import open_store
@@ -119,6 +120,24 @@ def test_resume_refuses_other_settings(smoke_study, tiny_shards, capsys):
                  "--set", "search.trials=1", "--storage", smoke_study["uri"], "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "seed differ" in err
+
+
+def test_a_study_started_before_a_setting_existed_resumes(tmp_path):
+    """study.json written by an earlier version lacks settings added since (here `search.startup_trials`):
+    they take their defaults on resume instead of being reported as changed; a real change is still refused."""
+    from pipelines.errors import PainsearchError
+    from search.study import start_study
+
+    uri = str(tmp_path / "results")
+    cfg = load_study_config(SMOKE, {"shards": "unused", "storage": uri})
+    store = open_store(uri)
+    start_study(cfg, store, False, print)
+    study = json.loads(store.read_bytes("study.json"))
+    del study["config"]["search"]["startup_trials"]
+    store.write_bytes(json.dumps(study).encode(), "study.json")
+    start_study(cfg, store, True, print)
+    with pytest.raises(PainsearchError, match="search.trials differ"):
+        start_study(cfg.model_copy(update={"search": cfg.search.model_copy(update={"trials": 5})}), store, True, print)
 
 
 # ------------------------------------------------------------------ failures
