@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test check bench clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+# the fast tier, for the edit loop: no Ray cluster, S3 server or training beyond one step
+check: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 bench: setup
 	$(VENV)/bin/python benchmarks/preprocess.py

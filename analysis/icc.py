@@ -2,7 +2,8 @@
 
 Shrout and Fleiss (1979) case 2, with the 95 % intervals of McGraw and Wong (1996); checked against
 Shrout and Fleiss's six-target, four-judge example in the tests. Categories after Fleiss (1986):
-below 0.40 low, 0.40 to 0.75 fair to good, above 0.75 excellent.
+below 0.40 low, 0.40 to 0.75 fair to good, above 0.75 excellent; the category is that of ICC(2,k), the
+reliability of the raters' consensus, which is what the paper classes (FACS 0.751, "excellent").
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def rater_agreement(ratings: pd.DataFrame) -> dict:
         for scale in SCALES:
             table = _table(df, scale)
             if table.shape[0] >= 2 and table.shape[1] >= 2:
-                out[scale] = icc2(table).to_dict() | {"category": fleiss_category(icc2(table).icc2_1)}
+                icc = icc2(table)
+                out[scale] = icc.to_dict() | {"category": fleiss_category(icc.icc2_k)}
         return out
 
     consensus = ratings.groupby("image")["facs"].apply(consensus_label)

@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures
-from analysis.metrics import mcnemar, per_fold, summary
+from analysis.comparisons import compare
+from analysis.config import ReportConfig
+from analysis.lime_heatmaps import NO_PAIN_NOTE
 from analysis.results import Results, load
+from analysis.summary import PER_CLASS, per_fold, summary
 
 LOADED_CHECK = """<script>
 window.addEventListener('load', function () {
@@ -69,9 +72,10 @@ def headline(summ: pd.DataFrame) -> pd.DataFrame:
 
 def write_tables(res: Results, out: Path, summ: pd.DataFrame, folds: pd.DataFrame, tests: pd.DataFrame,
                  extra: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    tables = {"results_by_model_and_scenario": summ, "results_by_fold": folds,
-              "per_class": summ[["model", "scenario", "precision_no_pain", "recall_no_pain", "precision_pain", "recall_pain"]],
-              "model_comparisons_mcnemar": tests, "searches": res.searches, "trials": res.trials, **extra}
+    per_class = summ[["model", "scenario", *[f"{n}_{k}" for n in PER_CLASS for k in ("mean", "std")], *PER_CLASS]]
+    tables = {"results_by_model_and_scenario": summ, "results_by_fold": folds, "per_class": per_class,
+              "model_comparisons": tests, "chosen_settings": chosen_settings(res), "searches": res.searches,
+              "trials": res.trials, **extra}
     d = out / "tables"
     d.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
@@ -80,8 +84,22 @@ def write_tables(res: Results, out: Path, summ: pd.DataFrame, folds: pd.DataFram
     return tables
 
 
-def analyze(uri: str, out: str | Path, endpoint: str | None = None, lime: dict[str, Any] | None = None,
-            ratings: str | None = None, n_boot: int = 1000, log: Callable[[str], None] = print) -> dict[str, Any]:
+def chosen_settings(res: Results) -> pd.DataFrame:
+    """What each search chose on validation data and which model scored its test split, below the paper's own
+    settings (reference/architectures.md)."""
+    from search.space import PAPER
+
+    rows = [{"model": "the paper", "scenario": "", "fold": "", "trial": "", "best_epoch": "", **PAPER, "scored": ""}]
+    for key, c in res.choices.items():
+        scored = f"refit on training + validation, {c['refit_epochs']} epochs" if c["scored"] == "refit" else \
+            f"the chosen trial's weights at epoch {c['epoch']}"
+        rows.append({**key.as_dict(), "trial": c["trial_id"], "best_epoch": c["epoch"],
+                     **{k: c["params"].get(k, "") for k in PAPER}, "scored": scored})
+    return pd.DataFrame(rows).rename(columns={"fold": "fold"})
+
+
+def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: ReportConfig = ReportConfig(),
+            log: Callable[[str], None] = print) -> dict[str, Any]:
     """Everything the report holds; returns paths and the headline table."""
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -89,12 +107,12 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, lime: dict[s
     cfg = res.config
     log(f"analyze: {len(res.predictions)} test predictions from {int((res.searches['status'] == 'ok').sum())} "
         f"of {len(res.searches)} searches")
-    summ = summary(res.predictions, n_boot=n_boot, seed=cfg.get("seed", 0))
+    summ = summary(res.predictions, n_boot=config.bootstrap, seed=cfg.get("seed", 0))
     folds = per_fold(res.predictions)
-    tests = mcnemar(res.predictions)
+    tests = compare(res.predictions, n_boot=config.bootstrap, seed=cfg.get("seed", 0))
     extra: dict[str, pd.DataFrame] = {}
 
-    from pipelines.inspect import breakdown
+    from pipelines.shards.breakdown import breakdown
 
     try:
         t2 = breakdown(cfg["shards"], cfg.get("s3_endpoint"))
@@ -104,7 +122,7 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, lime: dict[s
     from pipelines.config import MODEL_NAMES
 
     try:
-        from pipelines.models import model_table
+        from pipelines.models.build import model_table
 
         extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
     except Exception as exc:  # pragma: no cover - model building needs TensorFlow only
@@ -124,18 +142,18 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, lime: dict[s
         figs["Reliability of the search: best validation score against trials spent"] = p
 
     heat = None
-    if lime is not None:
-        from analysis.heatmaps import global_heatmaps
+    if config.lime is not None:
+        from analysis.lime_heatmaps import global_heatmaps
 
         log("analyze: LIME explanations as Ray tasks")
-        heat = global_heatmaps(res, out / "figures" / "heatmaps", **lime)
+        heat = global_heatmaps(res, out / "figures" / "heatmaps", config.lime, config.phantom_truth)
         extra["heatmap_regions"] = heat["regions"]
     raters = None
-    if ratings:
+    if config.ratings:
         from analysis.icc import rater_agreement
-        from pipelines.datasets.cppain import read_ratings
+        from pipelines.sources.cppain import read_ratings
 
-        raters = rater_agreement(read_ratings(ratings))
+        raters = rater_agreement(read_ratings(config.ratings))
     tables = write_tables(res, out, summ, folds, tests, extra)
     head = headline(summ)
     _write_html(out / "index.html", res, head, figs, tables, heat, raters)
@@ -181,17 +199,32 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
         parts.append(_table(tables["datasets_table2"], "datasets"))
     parts += ["<h2>Protocol</h2>", f"<p>{html.escape(_protocol(res))}</p>",
               "<h2>Results</h2>",
-              "<p>Mean ± standard deviation over folds, and the estimate over all test images with its 95 % "
-              "bootstrap interval (subjects resampled). Chance is 0.5 for balanced classes.</p>",
-              _table(head, "headline")]
+              "<p>Mean ± standard deviation over folds (external: over repeats), and the estimate over all test "
+              "predictions with its 95 % bootstrap interval (subjects resampled). Chance is what always answering "
+              "the commoner class scores.</p>",
+              _table(head, "headline"),
+              "<h3>What was chosen, and what scored the test split</h3>",
+              "<p>Each search's choice, made on its validation split alone, below the paper's own settings.</p>",
+              _table(tables["chosen_settings"], "chosen-settings")]
     for title, p in figs.items():
         parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{_png(p)}'>")
-    if not tables["model_comparisons_mcnemar"].empty:
-        parts += ["<h3>Paired comparisons (McNemar, Holm-corrected)</h3>", _table(tables["model_comparisons_mcnemar"], "mcnemar")]
+    if not tables["model_comparisons"].empty:
+        parts += ["<h3>Paired comparisons</h3>",
+                  "<p>Each test image counts once: its probabilities are averaged over the repeats that scored it. "
+                  "Differences in accuracy and macro F1 with a paired bootstrap over subjects, McNemar's exact test on "
+                  "the per-image votes beside them; p-values Holm-corrected within each scenario.</p>",
+                  _table(tables["model_comparisons"], "comparisons")]
     if heat:
+        regions_from = ("the phantom's ground truth" if heat["regions_from"] != "template"
+                        else "template boxes: no ground truth was given")
         parts += ["<h2>Where the networks look: global LIME heatmaps</h2>",
-                  "<p>Each map averages the LIME explanations of one network's test images of one predicted class "
-                  "and dataset, warped to a common face with the five detected landmarks, over an outline (no real face).</p>",
+                  "<p>Each map averages the LIME explanations of one network's images of one predicted class and "
+                  "dataset in one scenario (test images; in the external scenario also the PAIN-DB faces of the same "
+                  "model's validation split), warped to a common face with the five detected landmarks scaled to the "
+                  "image the network read, drawn over an outline (no real face). The table gives the share of each "
+                  "map's mass (unstretched, covered pixels only) in the regions where pain shows "
+                  f"({regions_from}), against their share of the covered area (ratio 1 is chance), beside the same network with "
+                  f"re-initialised weights (a map that does not depend on what was learned scores alike). {NO_PAIN_NOTE}</p>",
                   "<div class='maps'>"]
         for title, p in heat["figures"].items():
             parts.append(f"<img alt='{html.escape(title)}' src='{_png(p)}'>")

@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
-from pipelines.datasets.phantom import synth  # noqa: E402
-from pipelines.prepare import prepare  # noqa: E402
-from pipelines.shards import open_dataset, read_table  # noqa: E402
-from pipelines.train import decode_batch, decode_images  # noqa: E402
+from pipelines.phantom.synth import sources, synth  # noqa: E402
+from pipelines.shards.prepare import prepare  # noqa: E402
+from pipelines.shards.read import open_dataset, read_table  # noqa: E402
+from pipelines.training.data import decode_batch, decode_images  # noqa: E402
 
 
 def timed_fit(model, make_data, epochs: int) -> float:
@@ -59,8 +59,7 @@ def main() -> None:
         synth(phantom, scale=args.scale, seed=0)
         shards = str(work / "shards")
         prepare(prepare_config({
-            "sources": {"unbc": str(phantom / "unbc"), "mintpain": str(phantom / "mintpain"),
-                        "manifest": str(phantom / "delaware" / "manifest.csv"), "cppain": str(phantom / "cppain")},
+            "sources": sources(phantom),
             "out": shards, "engine": "local", "frames_per_subject_class": 0,
             "preprocess": {"size": args.size, "background": "grabcut"}}), log=lambda m: None)
         table = read_table(shards, columns=["image", "label"])
@@ -71,7 +70,7 @@ def main() -> None:
         import tensorflow as tf
         import tf_keras as keras
 
-        from pipelines.models import build
+        from pipelines.models.build import build
 
         ensure_ray(num_cpus=2)
         ds = open_dataset(shards, columns=["image", "label"]).map_batches(

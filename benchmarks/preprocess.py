@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import PreprocessConfig, prepare_config  # noqa: E402
-from pipelines.datasets.phantom import SCALES, Scale, synth  # noqa: E402
-from pipelines.prepare import plan, prepare, read_sources  # noqa: E402
+from pipelines.phantom.synth import SCALES, Scale, synth
+from pipelines.phantom.synth import sources as phantom_sources  # noqa: E402
+from pipelines.shards.prepare import plan, prepare, read_sources  # noqa: E402
 from benchmarks.report import machine, write_block  # noqa: E402
 
 
@@ -50,7 +51,9 @@ def bare_loop(list_file: Path, cfg: PreprocessConfig) -> float:
 
 def _bare_loop_process(list_file: str, max_pixels: int) -> None:
     from pipelines.config import PreprocessConfig
-    from pipelines.preprocess import FaceDetector, Rejection, decode
+    from pipelines.errors import Rejection
+    from pipelines.preprocess.decode import decode
+    from pipelines.preprocess.faces import FaceDetector
 
     detector = FaceDetector(PreprocessConfig(background="none", max_image_pixels=max_pixels), threads=1)
     for path in Path(list_file).read_text().splitlines():
@@ -77,8 +80,7 @@ def main() -> None:
     try:
         phantom = work / "phantom"
         synth(phantom, scale=PAIN_DB if args.scale == "pain_db" else args.scale, seed=0)
-        sources = {"unbc": str(phantom / "unbc"), "mintpain": str(phantom / "mintpain"),
-                   "manifest": str(phantom / "delaware" / "manifest.csv"), "cppain": str(phantom / "cppain")}
+        sources = phantom_sources(phantom)
 
         def cfg(out: str, engine: str, workers: int):
             return prepare_config({"sources": sources, "out": out, "engine": engine, "workers": workers,

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cluster.local  # noqa: E402,F401
-import pipelines._torch_first  # noqa: E402,F401
+from pipelines.bootstrap import torch_first  # noqa: E402
+
+torch_first()  # this process detects faces and trains
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -37,10 +39,10 @@ import pandas as pd  # noqa: E402
 from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
-from pipelines.datasets.phantom import Scale, synth  # noqa: E402
-from pipelines.prepare import prepare  # noqa: E402
+from pipelines.phantom.synth import Scale, sources, synth  # noqa: E402
+from pipelines.shards.prepare import prepare  # noqa: E402
 from pipelines.storage import open_store  # noqa: E402
-from pipelines.train import read_epochs  # noqa: E402
+from pipelines.training.ray_train import read_epochs  # noqa: E402
 from search.config import load_study_config  # noqa: E402
 from search.study import searches, start_study, write_folds  # noqa: E402
 from search.tuner import run_search  # noqa: E402
@@ -76,8 +78,7 @@ def main() -> None:
     root = work / "phantom"
     synth(root, scale=LEARN, seed=1)
     prepare(prepare_config({
-        "sources": {"unbc": str(root / "unbc"), "mintpain": str(root / "mintpain"),
-                    "manifest": str(root / "delaware" / "manifest.csv"), "cppain": str(root / "cppain")},
+        "sources": sources(root),
         "out": str(work / "shards"), "frames_per_subject_class": 0, "engine": "local", "chunk_size": 64,
         "preprocess": {"size": 40, "background": "grabcut"}}), log=lambda m: None)
     ensure_ray(num_cpus=os.cpu_count())

@@ -31,17 +31,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cluster.local  # noqa: E402,F401
-import pipelines._torch_first  # noqa: E402,F401
+from pipelines.bootstrap import torch_first  # noqa: E402
+
+torch_first()  # this process detects faces and trains
 
 import numpy as np  # noqa: E402
 
 from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
-from pipelines.datasets.phantom import synth  # noqa: E402
-from pipelines.prepare import prepare  # noqa: E402
+from pipelines.phantom.synth import sources, synth  # noqa: E402
+from pipelines.shards.prepare import prepare  # noqa: E402
 from pipelines.storage import open_store  # noqa: E402
-from pipelines.train import read_epochs  # noqa: E402
+from pipelines.training.ray_train import read_epochs  # noqa: E402
 from search.config import load_study_config  # noqa: E402
 from search.study import run_study, searches  # noqa: E402
 
@@ -81,7 +83,7 @@ def empty_runs(repeats: int, work: Path) -> dict[str, list[float]]:
     from ray.train import DataConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowConfig, TensorflowTrainer
 
-    from pipelines.tf_backend import KerasConfig
+    from pipelines.training.tf_backend import KerasConfig
 
     times: dict[str, list[float]] = {"TensorflowConfig (stock)": [], "KerasConfig (painsearch)": []}
     for i in range(repeats):
@@ -114,8 +116,7 @@ def main() -> None:
     synth(work / "phantom", scale="tiny", seed=0)
     root = work / "phantom"
     prepare(prepare_config({
-        "sources": {"unbc": str(root / "unbc"), "mintpain": str(root / "mintpain"),
-                    "manifest": str(root / "delaware" / "manifest.csv"), "cppain": str(root / "cppain")},
+        "sources": sources(root),
         "out": str(work / "shards"), "frames_per_subject_class": 4, "engine": "local", "chunk_size": 16,
         "preprocess": {"size": 32, "background": "grabcut"}}), log=lambda m: None)
     cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {

@@ -16,11 +16,12 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
 
 def run_demo(out: str) -> int:
+    from analysis.config import LimeConfig, ReportConfig
     from analysis.report import analyze
     from cluster.local import ensure_ray
-    from pipelines.datasets.phantom import synth
-    from pipelines.inspect import breakdown
-    from pipelines.prepare import prepare
+    from pipelines.phantom.synth import TRUTH_FILE, sources, synth
+    from pipelines.shards.breakdown import breakdown
+    from pipelines.shards.prepare import prepare
     from search.config import load_study_config
     from search.study import run_study
 
@@ -35,9 +36,7 @@ def run_demo(out: str) -> int:
     if not (phantom / "prepare.yaml").exists():
         synth(phantom, scale="small", seed=0)
     cfg = load_prepare_config(DEMO_CONFIG, {"out": str(root / "shards")})
-    cfg = cfg.model_copy(update={"sources": cfg.sources.model_copy(update={
-        "unbc": str(phantom / "unbc"), "mintpain": str(phantom / "mintpain"),
-        "manifest": str(phantom / "delaware" / "manifest.csv"), "cppain": str(phantom / "cppain")})})
+    cfg = cfg.model_copy(update={"sources": cfg.sources.model_copy(update=sources(phantom))})
     stage(2, f"preparing shards with Ray Data ({cfg.workers} worker(s), background {cfg.preprocess.background})")
     ensure_ray(quiet=True)
     prepare(cfg, log=lambda m: print("      " + m, flush=True))
@@ -50,9 +49,9 @@ def run_demo(out: str) -> int:
     run_study(study, resume=True, log=lambda m: print("      " + m, flush=True))
     stage(4, "analyzing: metrics with intervals, figures, LIME heatmaps, report")
     report = root / "report"
-    result = analyze(study.storage, report, lime={"num_samples": 150, "images_per_class": 4, "n_segments": 25},
-                     ratings=str(phantom / "cppain" / "ratings.csv"), n_boot=500,
-                     log=lambda m: print("      " + m, flush=True))
+    config = ReportConfig(bootstrap=500, lime=LimeConfig(num_samples=150, images_per_class=4, n_segments=25),
+                          ratings=str(phantom / "cppain" / "ratings.csv"), phantom_truth=str(phantom / TRUTH_FILE))
+    result = analyze(study.storage, report, config=config, log=lambda m: print("      " + m, flush=True))
     stage(5, "done")
     head = result["headline"][["model", "scenario", "accuracy", "accuracy [95% CI]", "chance", "above chance",
                                "f1_macro [95% CI]"]]

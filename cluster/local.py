@@ -12,21 +12,11 @@ import os
 if not os.environ.get("RAY_ADDRESS"):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-RUNTIME_ENV_VARS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0",
+from pipelines.bootstrap import ENV_DEFAULTS  # noqa: E402
+
+RUNTIME_ENV_VARS = {**ENV_DEFAULTS, "RAY_DEDUP_LOGS": "0",
                     "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
                     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
-
-
-def _job_env_vars() -> dict[str, str]:
-    """The env vars of the runtime env `ray job submit` gave this driver (none outside a job)."""
-    import json
-
-    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
-
-    raw = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
-    if not raw:
-        return {}
-    return ((json.loads(raw).get("runtime_env") or {}).get("env_vars")) or {}
 
 
 def pin_ray_address() -> None:
@@ -50,13 +40,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
 
     if ray.is_initialized():
         return
+    from pipelines.ray_compat import job_env_vars
     from pipelines.storage import s3_env
 
     address = address or os.environ.get("RAY_ADDRESS")
     # workers reach the same S3 store as this driver; under `ray job submit`, what the job's own runtime
     # env already sets is left to it (Ray refuses a driver that sets the same variable again)
     env_vars = {**RUNTIME_ENV_VARS, **s3_env()}
-    env_vars = {k: v for k, v in env_vars.items() if k not in _job_env_vars()}
+    env_vars = {k: v for k, v in env_vars.items() if k not in job_env_vars()}
     env = {"env_vars": env_vars}
     if quiet:
         import logging

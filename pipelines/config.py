@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.errors import PainsearchError
+from pipelines.models.specs import MODEL_NAMES, get_spec
 
 PREPROCESS_VERSION = "1"
-# The registry's names, here too so that configs validate without importing TensorFlow
-# (pipelines.models checks that the two agree).
-MODEL_NAMES: tuple[str, ...] = ("alexnet", "songnet", "weinet", "silnet", "vgg16", "vgg19", "resnet50",
-                                "resnet101v2", "xception", "inceptionv3")
 Background = Literal["u2net_human_seg", "grabcut", "none"]
 BACKGROUNDS: tuple[str, ...] = ("u2net_human_seg", "grabcut", "none")
 
@@ -99,7 +96,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _resolve(base: Path, value: str | None) -> str | None:
+def resolve_path(base: Path, value: str | None) -> str | None:
+    """A config's path relative to the config file's folder; URIs and absolute paths stay as they are."""
     if not value or "://" in value:
         return value
     p = Path(value).expanduser()
@@ -111,12 +109,12 @@ def prepare_config(data: dict[str, Any], base: Path | None = None, where: str = 
     data = dict(data)
     if base is not None:
         sources = dict(data.get("sources") or {})
-        data["sources"] = {k: _resolve(base, v) for k, v in sources.items()}
-        data["out"] = _resolve(base, data.get("out"))
+        data["sources"] = {k: resolve_path(base, v) for k, v in sources.items()}
+        data["out"] = resolve_path(base, data.get("out"))
         if data.get("subject_key_file"):
-            data["subject_key_file"] = _resolve(base, data["subject_key_file"])
+            data["subject_key_file"] = resolve_path(base, data["subject_key_file"])
         if isinstance(data.get("preprocess"), dict) and data["preprocess"].get("u2net_dir"):
-            data["preprocess"] = {**data["preprocess"], "u2net_dir": _resolve(base, data["preprocess"]["u2net_dir"])}
+            data["preprocess"] = {**data["preprocess"], "u2net_dir": resolve_path(base, data["preprocess"]["u2net_dir"])}
     try:
         return PrepareConfig.model_validate(data)
     except ValidationError as exc:
@@ -147,26 +145,39 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class TrainConfig(Strict):
-    """One training run of one network: what the search varies and what it holds fixed."""
+class TrainSettings(Strict):
+    """What every run of a study shares (the search varies none of it): the `study.train` section of a config."""
 
-    model: str
-    size: int | None = Field(None, ge=8, description="input side in pixels; None: the paper's size for the model")
+    size: int | None = Field(None, ge=8, description="input side in pixels; None: the paper's size for each network")
     n_classes: int = Field(2, ge=2)
-    weights: Literal["imagenet", "none"] = "none"
-    weights_dir: str | None = None
-    finetune_depth: float = Field(0.0, ge=0.0, le=1.0, description="fraction of the pretrained backbone frozen")
+    batch_size: int = Field(32, ge=1, description="global: split across workers")
+    weights: Literal["imagenet", "none"] = Field("imagenet", description="ImageNet where the network has it")
+    weights_dir: str | None = Field(None, description="folder or s3:// prefix of the ImageNet weights (else Keras's cache)")
     preprocessing: Literal["application", "rescale"] = "application"
     augment: bool = True
+    imbalance: Literal["class_weight", "oversample", "none"] = "class_weight"
+    patience: int = Field(5, ge=0, description="epochs without improvement before stopping; 0 never stops early")
     optimizer: Literal["adam", "rmsprop", "sgd"] | None = Field(None, description="None: the reference code's choice")
+    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on when GPUs are used")
+
+
+class TrainConfig(TrainSettings):
+    """One training run of one network: the shared settings plus what the search varies."""
+
+    model: str
     learning_rate: float | None = Field(None, gt=0, le=1.0, description="None: the reference code's choice")
     epochs: int = Field(30, ge=1, le=500)
-    batch_size: int = Field(32, ge=1, description="global: split across workers")
-    imbalance: Literal["class_weight", "oversample", "none"] = "class_weight"
+    finetune_depth: float = Field(0.0, ge=0.0, le=1.0, description="fraction of the pretrained backbone frozen")
     monitor: Literal["f1_macro", "accuracy", "loss"] = "f1_macro"
-    patience: int = Field(5, ge=0, description="epochs without improvement before stopping; 0 never stops early")
     seed: int = 0
-    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on when GPUs are used")
+
+    @model_validator(mode="after")
+    def _weights_where_the_network_has_them(self) -> TrainConfig:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"names an unknown network {self.model!r}; choose from {', '.join(sorted(MODEL_NAMES))}")
+        if self.weights == "imagenet" and not get_spec(self.model).pretrained:
+            object.__setattr__(self, "weights", "none")  # `imagenet` means ImageNet where the network has it
+        return self
 
 
 def train_config(data: dict[str, Any], where: str = "the training settings") -> TrainConfig:

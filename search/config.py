@@ -11,33 +11,15 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from pipelines.config import MODEL_NAMES as MODELS
-from pipelines.config import Strict, explain, load_yaml, merge
+from pipelines import retries
+from pipelines.config import Strict, TrainSettings, explain, load_yaml, merge, resolve_path
 from pipelines.errors import PainsearchError, choices
+from pipelines.models.specs import MODEL_NAMES as MODELS
+from pipelines.sources.base import CP_PAIN, PAIN_DB
+from search.space import SpaceConfig
 
 Scenario = Literal["image_kfold", "subject_kfold", "external"]
 SCENARIOS: tuple[str, ...] = ("image_kfold", "subject_kfold", "external")
-PAIN_DB = ("unbc", "mintpain", "delaware")
-CP_PAIN = ("cppain",)
-
-
-class SpaceConfig(Strict):
-    """Bounds of the search space; a bound left out takes the model-aware default (search.space)."""
-
-    learning_rate: tuple[float, float] | None = Field(None, description="log-uniform range")
-    epochs: tuple[int, int] | None = Field(None, description="integer range; ASHA's max_t is its upper end")
-    finetune_depth: tuple[float, float] | None = Field(None, description="fraction of the pretrained backbone frozen")
-
-    @model_validator(mode="after")
-    def _check(self) -> SpaceConfig:
-        lr, epochs, depth = self.learning_rate, self.epochs, self.finetune_depth
-        if lr is not None and not 0 < lr[0] <= lr[1]:
-            raise ValueError(f"has learning_rate {list(lr)}; give [low, high] with 0 < low <= high")
-        if epochs is not None and not 1 <= epochs[0] <= epochs[1]:
-            raise ValueError(f"has epochs {list(epochs)}; give [low, high] with 1 <= low <= high")
-        if depth is not None and not 0 <= depth[0] <= depth[1] <= 1:
-            raise ValueError(f"has finetune_depth {list(depth)}; give [low, high] inside 0..1")
-        return self
 
 
 class SearchConfig(Strict):
@@ -54,7 +36,7 @@ class SearchConfig(Strict):
     startup_trials: int = Field(10, ge=1, description="Optuna TPE: random trials before it models the space "
                                                         "(Optuna's default; lower it for small budgets)")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget per search; None: the trial count")
-    retries: int = Field(1, ge=0, description="a trial that raises is run again this many times, then recorded as failed")
+    retries: int = Field(retries.TRIAL, ge=0, description="a trial that raises is run again this many times, then recorded as failed")
     space: SpaceConfig = SpaceConfig()
     space_by_model: dict[str, SpaceConfig] = Field(
         default_factory=dict, description="per network, bounds that take the place of `space`'s for it")
@@ -67,19 +49,6 @@ class ResourcesConfig(Strict):
     workers_per_trial: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0, description="0: CPU only; fractions let small networks share a card")
-
-
-class TrainDefaults(Strict):
-    """Training settings every trial shares (what the search does not vary)."""
-
-    size: int | None = Field(None, ge=8, description="input side; None: each network's paper size")
-    batch_size: int = Field(32, ge=1)
-    weights: Literal["imagenet", "none"] = "imagenet"
-    weights_dir: str | None = None
-    preprocessing: Literal["application", "rescale"] = "application"
-    augment: bool = True
-    imbalance: Literal["class_weight", "oversample", "none"] = "class_weight"
-    patience: int = Field(5, ge=0)
 
 
 class StudyConfig(Strict):
@@ -95,7 +64,9 @@ class StudyConfig(Strict):
     pool: tuple[str, ...] = Field(PAIN_DB, description="datasets that form the training pool (PAIN-DB)")
     external: tuple[str, ...] = Field(CP_PAIN, description="datasets of the external test set (CP-PAIN)")
     seed: int = 0
-    train: TrainDefaults = TrainDefaults()
+    refit: bool = Field(False, description="after each search, retrain the chosen settings on training + validation "
+                                           "for the chosen trial's epochs, and score the test split with that model")
+    train: TrainSettings = TrainSettings()
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
 
@@ -130,13 +101,6 @@ def study_config(data: dict[str, Any], where: str = "the study settings") -> Stu
         raise explain(exc, where) from exc
 
 
-def _resolve(base: Path, value: str | None) -> str | None:
-    if not value or "://" in value:
-        return value
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
 def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """The `study:` section of a config file; relative paths are taken from the file's folder."""
     path = Path(path)
@@ -151,10 +115,10 @@ def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None)
         if not data.get("out"):
             raise PainsearchError(f"In {path}, `study.shards` is not set and there is no `data.out`; name the prepared shards.")
         study["shards"] = data["out"]
-    study["shards"] = _resolve(base, study["shards"])
+    study["shards"] = resolve_path(base, study["shards"])
     if "storage" in study and (overrides or {}).get("storage") is None:
-        study["storage"] = _resolve(base, study["storage"])
+        study["storage"] = resolve_path(base, study["storage"])
     if isinstance(study.get("train"), dict) and study["train"].get("weights_dir"):
-        study["train"] = {**study["train"], "weights_dir": _resolve(base, study["train"]["weights_dir"])}
+        study["train"] = {**study["train"], "weights_dir": resolve_path(base, study["train"]["weights_dir"])}
     study.setdefault("s3_endpoint", data.get("s3_endpoint"))
     return study_config(study, where=str(path))

@@ -20,6 +20,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from pipelines.errors import PainsearchError, choices
+from pipelines.shards.schema import subject_groups
+from search.layout import folds_file, read_parquet
 
 ROLES = ("train", "val", "test")
 
@@ -29,8 +31,7 @@ def _sorted(meta: pd.DataFrame) -> pd.DataFrame:
 
 
 def _groups(meta: pd.DataFrame) -> np.ndarray:
-    # pseudonyms are per dataset: the same string in two datasets is two people
-    return (meta["dataset"].astype(str) + "/" + meta["subject"].astype(str)).to_numpy()
+    return np.asarray(subject_groups(meta["dataset"].astype(str), meta["subject"].astype(str)))
 
 
 def _n_splits(wanted: int, labels: np.ndarray, groups: np.ndarray | None, what: str) -> int:
@@ -115,7 +116,35 @@ def _make_folds(meta: pd.DataFrame, scenario: str, n_folds: int, seed: int, pool
     return out.sort_values(["fold", "role", "image_id"], kind="stable").reset_index(drop=True)
 
 
-def split_ids(folds: pd.DataFrame, fold: int) -> dict[str, list[str]]:
-    """{role: image ids} of one fold."""
-    f = folds[folds["fold"] == fold]
-    return {role: sorted(f.loc[f["role"] == role, "image_id"]) for role in ROLES}
+def fold_table(store, key) -> pd.DataFrame:
+    """The rows of one search's fold, as the study wrote them: image_id, role, dataset, subject, label."""
+    folds = read_parquet(store.read_bytes(folds_file(key.scenario)))
+    return folds[folds["fold"] == key.fold]
+
+
+def role_ids(fold: pd.DataFrame) -> dict[str, set[str]]:
+    """A fold table's image ids by role: train, val, test."""
+    return {role: set(fold.loc[fold["role"] == role, "image_id"]) for role in ROLES}
+
+
+def fold_datasets(shards: str, endpoint: str | None, ids: dict[str, set[str]], block_rows: int = 256):
+    """(train, val) Ray Datasets of one fold.
+
+    The fold's rows are read from the shards once per trial (pyarrow, local or S3) and handed to Ray
+    Data as blocks in the object store: every epoch then streams them from memory, decoded by Ray Data
+    tasks, instead of reading and filtering the shard files again (or planning a read per trial)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import ray.data
+
+    from pipelines.shards.read import read_rows
+
+    table = read_rows(shards, endpoint, ids["train"] | ids["val"], ["image", "label"])
+
+    def part(role: str):
+        keep = pc.is_in(table.column("image_id"), value_set=pa.array(sorted(ids[role]), pa.string()))
+        rows = table.filter(keep).select(["image", "label"])
+        blocks = [rows.slice(i, block_rows) for i in range(0, max(rows.num_rows, 1), block_rows)]
+        return ray.data.from_arrow(blocks)
+
+    return part("train"), part("val")

@@ -1,22 +1,6 @@
 """The whole study: every (model, scenario, fold) search, run concurrently, resumable after any kill.
 
-The results store (a folder or s3://bucket/prefix), the contract that `analysis/` reads:
-
-  study.json                         the resolved config, versions, the protocol; written first
-  folds/<scenario>.parquet           fold, image_id, role (train/val/test), dataset, subject (pseudonym), label
-  searches/<model>/<scenario>/fold-<k>/
-    tune/                            Tune's experiment state and per-trial results (restorable)
-    train/<trial_id>/epochs/*.json   every epoch's metrics of every trial (Ray Train runs)
-    train/<trial_id>/checkpoint_*/   the best trial's kept checkpoint only
-    attempts/<trial_id>-<n>.json     each failed attempt of a trial: error, kind (error, out_of_memory)
-    timing/<trial_id>-<n>.json       wall, set-up and `fit` time of each finished run of a trial (n counts reruns)
-    trials.csv                       one row per trial: hyperparameters, best validation score, status, error
-    best/model.h5, state.json, trial.json   the best trial's weights and choice
-    predictions.parquet              test images: image_id, dataset, subject, label, prob_<c>, pred
-    done.json                        written last: status (ok/failed), best score, trial counts
-  summary.csv                        one row per finished search
-
-Subjects appear only as the shards' keyed pseudonyms.
+The results store it writes is laid out in `search.layout`, the contract that `analysis/` reads.
 """
 
 from __future__ import annotations
@@ -32,17 +16,21 @@ import pandas as pd
 from pipelines.errors import PainsearchError
 from pipelines.storage import Store, open_store
 from search.config import StudyConfig
+from pipelines import retries
 from search.folds import make_folds
-from search.trial import FOLDS_DIR, SearchKey
-from search.tuner import DONE, run_search
+from search.layout import (DONE, FORMAT, FORMAT_VERSION, STUDY, SUMMARY, SearchKey, folds_file, read_parquet,
+                           search_keys)
+from search.tuner import run_search
 
-STUDY_FILE = "study.json"
-SUMMARY = "summary.csv"
-FORMAT = "painsearch-results"
-FORMAT_VERSION = 1
-PROTOCOL = ("Nested: in every outer fold a validation split carved from the training split (by subject "
-            "where the scenario is by subject) is all that Optuna, ASHA and early stopping see; the test "
-            "split is scored once, with the best trial's weights, after the search ends.")
+
+def protocol(cfg: StudyConfig) -> str:
+    """The protocol in words, as the report prints it: what every model trains on and what is scored."""
+    scored = ("the chosen settings retrained on training + validation for as many epochs as the chosen trial took "
+              "to reach its best validation epoch (`refit`)" if cfg.refit else
+              "the chosen trial's weights at its best validation epoch")
+    return ("Nested: in every outer fold a validation split carved from the training split (by subject where the "
+            "scenario is by subject) is all that Optuna, ASHA and early stopping see; trials train on the rest of the "
+            f"training split. The test split is scored once, after the search ends, with {scored}.")
 # settings that may change between a run and its resumption (they do not change any result)
 RESUMABLE_CHANGES = {"storage", "search.verbose", "search.concurrent_searches", "search.max_concurrent_trials"}
 
@@ -71,7 +59,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def searches(cfg: StudyConfig) -> list[SearchKey]:
     """Every search of the study, in the order they start: fold-major, so early results span all models."""
-    return [SearchKey(m, s, k) for k in range(cfg.folds) for s in cfg.scenarios for m in cfg.models]
+    return search_keys(cfg.models, cfg.scenarios, cfg.folds)
 
 
 def _as_read_now(old: dict[str, Any]) -> dict[str, Any]:
@@ -88,12 +76,12 @@ def _as_read_now(old: dict[str, Any]) -> dict[str, Any]:
 def start_study(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> None:
     """Write study.json for a new study; for a resumed one, refuse settings that would change its results."""
     resolved = cfg.model_dump(mode="json")
-    if store.exists(STUDY_FILE):
+    if store.exists(STUDY):
         if not resume:
             raise PainsearchError(
                 f"{store.uri} already holds a study; pass --resume to continue it, or choose another --storage."
             )
-        old = _as_read_now(json.loads(store.read_bytes(STUDY_FILE))["config"])
+        old = _as_read_now(json.loads(store.read_bytes(STUDY))["config"])
         a, b = _flat(old), _flat(resolved)
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
@@ -106,20 +94,20 @@ def start_study(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str
     if resume:
         log(f"nothing to resume at {store.uri}: starting a new study there")
     store.write_bytes(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "config": resolved,
-                                  "protocol": PROTOCOL, "versions": _versions(), "started": time.time()},
-                                 indent=2).encode(), STUDY_FILE)
+                                  "protocol": protocol(cfg), "versions": _versions(), "started": time.time()},
+                                 indent=2).encode(), STUDY)
 
 
 def write_folds(cfg: StudyConfig, store: Store) -> dict[str, pd.DataFrame]:
     """The fold tables, made once and then read back, so a resumed study uses exactly the same folds."""
-    from pipelines.shards import read_meta
+    from pipelines.shards.read import read_meta
 
     out: dict[str, pd.DataFrame] = {}
     meta = None
     for scenario in cfg.scenarios:
-        name = f"{scenario}.parquet"
-        if store.exists(FOLDS_DIR, name):
-            out[scenario] = pd.read_parquet(io.BytesIO(store.read_bytes(FOLDS_DIR, name)))
+        name = folds_file(scenario)
+        if store.exists(name):
+            out[scenario] = read_parquet(store.read_bytes(name))
             continue
         if meta is None:
             meta = read_meta(cfg.shards, cfg.s3_endpoint)
@@ -132,7 +120,7 @@ def write_folds(cfg: StudyConfig, store: Store) -> dict[str, pd.DataFrame]:
             )
         buf = io.BytesIO()
         folds.to_parquet(buf, index=False)
-        store.write_bytes(buf.getvalue(), FOLDS_DIR, name)
+        store.write_bytes(buf.getvalue(), name)
         out[scenario] = folds
     return out
 
@@ -159,7 +147,7 @@ def write_summary(cfg: StudyConfig, store: Store) -> pd.DataFrame:
 
 def check_inputs(cfg: StudyConfig, storage: str | None = None) -> None:
     """Fail early, in one sentence, on missing shards or an unwritable store."""
-    from pipelines.shards import read_manifest
+    from pipelines.shards.read import read_manifest
 
     read_manifest(open_store(cfg.shards, cfg.s3_endpoint))
     open_store(storage or cfg.storage, cfg.s3_endpoint).check_writable()
@@ -180,14 +168,14 @@ def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False
     finished = total - len(todo)
     if finished:
         log(f"{finished} of {total} searches already done; {len(todo)} to run")
-    task = ray.remote(num_cpus=0, max_retries=0)(run_search)
+    task = ray.remote(num_cpus=0, max_retries=retries.SEARCH_TASK)(run_search)
     cfg_data = cfg.model_dump(mode="json")
     pending: dict[Any, SearchKey] = {}
     failures = 0
     while todo or pending:
         while todo and len(pending) < cfg.search.concurrent_searches:
             key = todo.pop(0)
-            pending[task.remote(cfg_data, store.uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})] = key
+            pending[task.remote(cfg_data, store.uri, key.as_dict())] = key
         ready, _ = ray.wait(list(pending), num_returns=1)
         key = pending.pop(ready[0])
         finished += 1

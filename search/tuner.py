@@ -2,13 +2,13 @@
 
 A search is restartable at any moment: Tune keeps its experiment state (trial statuses and the
 searcher's state) in the results store and `Tuner.restore` continues it; a finished search leaves
-`done.json`, written last, and is never run again. After the last trial the best trial's weights
-score the test split; the other trials keep their metrics only.
+`done.json`, written last, and is never run again. After the last trial, the chosen trial's weights at
+its best validation epoch (or, with `study.refit`, the chosen settings retrained on training +
+validation) score the test split; the other trials keep their metrics only.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -16,17 +16,18 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines import retries
+from pipelines.ray_compat import CHECKPOINT_PREFIX
 from pipelines.storage import Store
+from pipelines.training import checkpoint
 from search.config import StudyConfig
-from search.space import space_for
-from search.trial import SearchKey, TrialContext, predict_test, trial_fn
+from search.early_stopping import scheduler
+from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE, PREDICTIONS, TRAIN_DIR, TRIALS,
+                           TUNE_DIR, SearchKey, read_csv)
+from search.scoring import refit, score_test
+from search.space import params_of, space_for
+from search.trial import TrialContext, trial_fn
 
-DONE = "done.json"
-TUNE_DIR = "tune"
-TRAIN_DIR = "train"
-BEST_DIR = "best"
-PREDICTIONS = "predictions.parquet"
-TRIALS = "trials.csv"
 # Tune snapshots its experiment state at most this often (s): small, so a killed driver loses little.
 SNAPSHOT_PERIOD_S = "1"
 # The trial function only waits on its Ray Train run, whose workers hold the real resources.
@@ -37,13 +38,9 @@ def context_for(cfg: StudyConfig, results: str, key: SearchKey) -> TrialContext:
     from pipelines.models import get_spec
 
     train = cfg.train.model_dump()
-    train["seed"] = cfg.seed
-    spec = get_spec(key.model)
-    train["size"] = cfg.train.size or spec.paper_size
-    if not spec.pretrained:  # `weights: imagenet` means ImageNet where the network has it
-        train["weights"] = "none"
+    train["size"] = cfg.train.size or get_spec(key.model).paper_size
     return TrialContext(results=results, endpoint=cfg.s3_endpoint, shards=cfg.shards, key=key, metric=cfg.search.metric,
-                        train=train, workers=cfg.resources.workers_per_trial,
+                        train=train, seed=cfg.seed, workers=cfg.resources.workers_per_trial,
                         cpus_per_worker=cfg.resources.cpus_per_worker, gpus_per_worker=cfg.resources.gpus_per_worker)
 
 
@@ -56,15 +53,6 @@ def _searcher(cfg: StudyConfig, seed: int):
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     return OptunaSearch(sampler=sampler)  # the sampler carries the seed
-
-
-def _scheduler(cfg: StudyConfig, max_epochs: int):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if cfg.search.scheduler == "none" or max_epochs <= 1:
-        return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
-                         grace_period=min(cfg.search.grace_period, max_epochs), reduction_factor=cfg.search.reduction_factor)
 
 
 def _trainable(ctx: TrialContext):
@@ -95,11 +83,10 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=cfg.metric_mode, num_samples=cfg.search.trials,
             max_concurrent_trials=cfg.search.max_concurrent_trials, search_alg=_searcher(cfg, seed),
-            # a fresh actor per trial: a trial that ASHA stops is still blocked in its Ray Train run, so its
-            # actor cannot be reset for the next trial, which then failed to start and hung the search for
-            # Tune's 600 s clean-up (measured; test_trials_that_tune_stops_end_cleanly)
+            # a fresh actor per trial: a trial that ASHA stops is still blocked in its Ray Train run, so its actor
+            # cannot be reset for the next trial (test_trials_that_tune_stops_end_cleanly)
             reuse_actors=False,
-            scheduler=_scheduler(cfg, space.max_epochs), time_budget_s=cfg.search.time_budget_s,
+            scheduler=scheduler(cfg, space.max_epochs), time_budget_s=cfg.search.time_budget_s,
         ),
         run_config=tune.RunConfig(
             name=key.slug, storage_path=store.path(key.path, TUNE_DIR), storage_filesystem=store.fs,
@@ -110,10 +97,19 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
 
 def _attempts(store: Store, key: SearchKey) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for f in store.list(key.path, "attempts"):
-        rec = json.loads(store.read_bytes(key.path, "attempts", f))
+    for f in store.list(key.path, ATTEMPTS_DIR):
+        rec = json.loads(store.read_bytes(key.path, ATTEMPTS_DIR, f))
         out.setdefault(rec["trial_id"], []).append(rec)
     return out
+
+
+def best_epoch(epochs: pd.DataFrame, metric: str, mode: str) -> tuple[float | None, int | None]:
+    """(best validation score, the first epoch that reached it) of one trial's per-epoch results."""
+    if metric not in epochs.columns or not epochs[metric].notna().any():
+        return None, None
+    scores = epochs[metric] if mode == "max" else -epochs[metric]
+    at = scores.idxmax()  # the first of equal scores, as the training loop's patience keeps it
+    return float(epochs.loc[at, metric]), int(epochs.loc[at, "epoch"])
 
 
 def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.DataFrame:
@@ -123,25 +119,61 @@ def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.D
     for r in results:
         df = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         trial_id = (r.metrics or {}).get("trial_id")
-        params = {k: v for k, v in (r.config or {}).items() if not k.startswith("_")}
-        best = None
-        if metric in df.columns and df[metric].notna().any():
-            best = float(df[metric].max() if mode == "max" else df[metric].min())
+        score, epoch = best_epoch(df.reset_index(drop=True), metric, mode)
         fails = attempts.get(trial_id, [])
         rows.append({
-            "trial_id": trial_id, "status": "failed" if r.error else "ok", **params,
+            "trial_id": trial_id, "status": "failed" if r.error else "ok", **params_of(r.config or {}),
             "epochs_run": int(df["epoch"].max() + 1) if "epoch" in df.columns and len(df) else 0,
-            f"best_{metric}": best, "failed_attempts": len(fails),
+            f"best_{metric}": score, "best_epoch": epoch, "failed_attempts": len(fails),
             "error_kind": fails[-1]["kind"] if (r.error and fails) else ("error" if r.error else ""),
             "error": (fails[-1]["error"] if fails else str(r.error))[:500] if r.error else "",
-            "path": r.path,
         })
     return pd.DataFrame(rows)
 
 
-def _checkpoint_dirs(store: Store, key: SearchKey, trial_id: str) -> list[str]:
-    return [d for d in store.dirs(key.path, TRAIN_DIR, trial_id)
-            if d.startswith("checkpoint_") and store.exists(key.path, TRAIN_DIR, trial_id, d, "model.h5")]
+def _checkpoint_states(store: Store, key: SearchKey, trial_id: str) -> dict[str, dict[str, Any]]:
+    """The kept checkpoints of a trial's run, by folder: their saved state (epoch, best epoch)."""
+    out = {}
+    for d in store.dirs(key.path, TRAIN_DIR, trial_id):
+        if d.startswith(CHECKPOINT_PREFIX) and store.exists(key.path, TRAIN_DIR, trial_id, d, checkpoint.STATE_FILE):
+            out[d] = json.loads(store.read_bytes(key.path, TRAIN_DIR, trial_id, d, checkpoint.STATE_FILE))
+    return out
+
+
+def _remote(fn, cfg: StudyConfig):
+    """`fn` as a Ray task with one trial worker's resources (TensorFlow runs there)."""
+    import ray
+
+    r = cfg.resources
+    return ray.remote(num_cpus=max(r.cpus_per_worker, 0.5), num_gpus=r.gpus_per_worker, max_retries=retries.SCORING_TASK)(fn)
+
+
+def choose(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext, best: pd.Series) -> dict[str, Any]:
+    """Keep the chosen trial's weights at its best epoch (and refit, if asked); score the test split with the
+    model the report names. Returns what `best/trial.json` records."""
+    import ray
+
+    trial_id = str(best["trial_id"])
+    states = _checkpoint_states(store, key, trial_id)
+    folder, epoch = checkpoint.best_of(states)
+    if epoch != int(best["best_epoch"]):
+        raise RuntimeError(f"trial {trial_id} of {key} ranked on epoch {int(best['best_epoch'])} but kept epoch {epoch}")
+    store.write_bytes(store.read_bytes(key.path, TRAIN_DIR, trial_id, folder, checkpoint.WEIGHTS_FILE),
+                      key.path, BEST_DIR, CHOSEN_WEIGHTS)
+    params = params_of(best.to_dict())
+    train = ctx.train_config(params).model_dump()
+    choice: dict[str, Any] = {"trial_id": trial_id, "epoch": epoch, "params": params, "train": train,
+                              cfg.search.metric: float(best[f"best_{cfg.search.metric}"]), "checkpoint": folder,
+                              "chosen_weights": CHOSEN_WEIGHTS}
+    if cfg.refit:
+        weights = ray.get(_remote(refit, cfg).remote(ctx.to_dict(), train, epoch + 1))
+        choice.update({"scored": "refit", "refit_epochs": epoch + 1, "scored_weights": weights.rsplit("/", 1)[1]})
+    else:
+        choice.update({"scored": "chosen_epoch", "scored_weights": CHOSEN_WEIGHTS})
+    preds = ray.get(_remote(score_test, cfg).remote(ctx.to_dict(), train, key.of(BEST_DIR, choice["scored_weights"])))
+    store.write_bytes(preds, key.path, PREDICTIONS)
+    store.write_bytes(json.dumps(choice, default=float).encode(), key.path, BEST_DIR, CHOICE)
+    return choice
 
 
 def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any]) -> dict[str, Any]:
@@ -168,35 +200,22 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
     }
     if len(ok):
         best = ok.sort_values(metric_col, ascending=cfg.metric_mode == "min", kind="stable").iloc[0]
-        best_id = str(best["trial_id"])
-        ckpts = _checkpoint_dirs(store, key, best_id)
-        if not ckpts:
-            raise RuntimeError(f"the best trial {best_id} of {key} kept no checkpoint")
-        ckpt = sorted(ckpts)[-1]
-        for name in store.list(key.path, TRAIN_DIR, best_id, ckpt):
-            store.write_bytes(store.read_bytes(key.path, TRAIN_DIR, best_id, ckpt, name), key.path, BEST_DIR, name)
-        params = {k: best[k] for k in ("learning_rate", "epochs", "finetune_depth") if k in best and pd.notna(best[k])}
-        store.write_bytes(json.dumps({"trial_id": best_id, "params": params, cfg.search.metric: float(best[metric_col]),
-                                      "checkpoint": ckpt}, default=float).encode(), key.path, BEST_DIR, "trial.json")
-        import ray
-
-        cpus = max(cfg.resources.cpus_per_worker, 0.5)
-        preds = ray.get(ray.remote(num_cpus=cpus, max_retries=1)(predict_test).remote(
-            ctx.to_dict(), params, f"{key.path}/{BEST_DIR}/model.h5"))
-        store.write_bytes(preds, key.path, PREDICTIONS)
+        choice = choose(cfg, store, key, ctx, best)
         for other in trials["trial_id"]:  # the rest keep metrics only
-            if str(other) != best_id:
-                for d in _checkpoint_dirs(store, key, str(other)):
+            if str(other) != choice["trial_id"]:
+                for d in _checkpoint_states(store, key, str(other)):
                     store.delete_dir(key.path, TRAIN_DIR, str(other), d)
-        done.update({"status": "ok", "best_trial": best_id, "best_score": float(best[metric_col]), "params": params})
+        done.update({"status": "ok", "best_trial": choice["trial_id"], "best_epoch": choice["epoch"],
+                     "best_score": float(best[metric_col]), "params": choice["params"], "scored": choice["scored"]})
     else:
         done.update({"status": "failed", "best_trial": None, "best_score": None,
                      "error": "; ".join(sorted(set(trials["error"]))) if len(trials) else "no trial ran"})
-    store.write_bytes(trials.drop(columns=["path"], errors="ignore").to_csv(index=False).encode(), key.path, TRIALS)
+    store.write_bytes(trials.to_csv(index=False).encode(), key.path, TRIALS)
     done["seconds"] = time.time() - started
     store.write_bytes(json.dumps(done, default=float).encode(), key.path, DONE)
     return done
 
 
 def read_trials(store: Store, key: SearchKey) -> pd.DataFrame:
-    return pd.read_csv(io.BytesIO(store.read_bytes(key.path, TRIALS)), dtype={"trial_id": str})
+    return read_csv(store.read_bytes(key.path, TRIALS))
+

@@ -23,28 +23,37 @@ os.environ.pop("PAINSEARCH_SUBJECT_KEY", None)
 os.environ.pop("RAY_ADDRESS", None)
 
 import cluster.local  # noqa: E402,F401  (before Ray is imported: the test cluster listens on 127.0.0.1)
-import pipelines._torch_first  # noqa: E402,F401  (tests detect faces and train in one process)
+from pipelines.bootstrap import torch_first  # noqa: E402
+
+torch_first()  # this process detects faces and trains
 from pipelines.config import prepare_config  # noqa: E402
 
 S3_KEY, S3_SECRET = "painsearch-test", "painsearch-test-secret"
+# A test that uses one of these needs a Ray cluster, an S3 server or real training: the whole suite
+# (`make test`) runs it, the fast tier (`make check`, `-m "not slow"`) does not.
+SLOW_FIXTURES = {"ray_local", "ray_head", "seaweed", "s3_env", "smoke_study", "smoke_report", "learn_shards", "arrays",
+                 "paper_mini", "paper_mini_report", "refit_study"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory) -> Path:
-    from pipelines.datasets.phantom import synth
+    from pipelines.phantom.synth import synth
 
     out = tmp_path_factory.mktemp("phantom") / "tiny"
     synth(out, scale="tiny", seed=0)
     return out
 
 
-def phantom_sources(root: Path) -> dict[str, str]:
-    return {"unbc": str(root / "unbc"), "mintpain": str(root / "mintpain"),
-            "manifest": str(root / "delaware" / "manifest.csv"), "cppain": str(root / "cppain")}
-
-
 def tiny_prepare_config(root: Path, out: str, **overrides):
-    data = {"sources": phantom_sources(root), "out": out, "frames_per_subject_class": 4, "engine": "local",
+    from pipelines.phantom.synth import sources
+
+    data = {"sources": sources(root), "out": out, "frames_per_subject_class": 4, "engine": "local",
             "chunk_size": 16, "preprocess": {"size": 32, "background": "grabcut"}}
     data.update(overrides)
     return prepare_config(data)
@@ -52,7 +61,7 @@ def tiny_prepare_config(root: Path, out: str, **overrides):
 
 @pytest.fixture(scope="session")
 def tiny_shards(tiny_phantom, tmp_path_factory) -> Path:
-    from pipelines.prepare import prepare
+    from pipelines.shards.prepare import prepare
 
     out = tmp_path_factory.mktemp("shards") / "tiny"
     prepare(tiny_prepare_config(tiny_phantom, str(out)), log=lambda m: None)
@@ -122,22 +131,44 @@ def s3_env(seaweed, monkeypatch):
     return seaweed
 
 
+@pytest.fixture(scope="session")
+def standin_weights(tmp_path_factory) -> Path:
+    """A weights folder as `painsearch models fetch-weights` fills it, for every pretrained network of the registry:
+    Keras's own architecture with random weights, saved under the file name Keras publishes (the real files
+    cannot be fetched here)."""
+    import tf_keras as keras
+
+    from pipelines.models import PRETRAINED, get_spec
+    from pipelines.models.build import resolve
+    from pipelines.models.weights import weights_file_name
+
+    folder = tmp_path_factory.mktemp("imagenet-standins")
+    for name in PRETRAINED:
+        spec = get_spec(name)
+        backbone = resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+        backbone.save_weights(str(folder / weights_file_name(name)))
+        keras.backend.clear_session()
+    return folder
+
+
 @pytest.fixture
 def weights_mirror(tmp_path):
     """A local HTTP mirror holding real (randomly initialised) VGG16 no-top weights."""
     import tf_keras as keras
 
-    from pipelines.models.weights import NOTOP_FILES
+    from pipelines.models import get_spec
 
     root = tmp_path / "mirror"
-    target = root / NOTOP_FILES["vgg16"]
+    target = root / get_spec("vgg16").weights_file
     target.parent.mkdir(parents=True)
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     source.save_weights(str(target))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", source.get_weights()
+    import hashlib
+
+    yield f"http://127.0.0.1:{server.server_address[1]}/", source.get_weights(), hashlib.md5(target.read_bytes()).hexdigest()
     server.shutdown()
 
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.datasets import ADAPTERS, read_source
-from pipelines.datasets.phantom import SCALES
+from pipelines.sources import ADAPTERS, read_source
+from pipelines.phantom.synth import SCALES
 from pipelines.errors import PainsearchError
 from pipelines.labels import PAIN, facs_score
 
-from conftest import phantom_sources
+from pipelines.phantom.synth import sources as phantom_sources
 
 TINY = SCALES["tiny"]
 EXPECTED_COUNTS = {

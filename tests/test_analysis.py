@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.explain import CANON, TEMPLATE, region_share, to_canonical
-from analysis.metrics import bootstrap_ci, holm, mcnemar, metrics_of, roc_auc
+from analysis.comparisons import compare, holm
+from analysis.face_space import CANON, TEMPLATE, region_share, to_canonical
+from analysis.intervals import bootstrap_ci
+from analysis.scores import metrics_of, roc_auc
 from cluster.cli import main
 
 
@@ -34,12 +36,12 @@ def test_bootstrap_interval_resamples_subjects():
     p1 = np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1)  # about 80 % right
     df = pd.DataFrame({"label": y, "prob_1": p1, "prob_0": 1 - p1, "dataset": "d", "subject": [f"s{i // 10}" for i in range(n)]})
     est = metrics_of(df)["accuracy"]
-    lo, hi = bootstrap_ci(df, names=("accuracy",), n_boot=300)["accuracy"]
+    lo, hi = bootstrap_ci(df, ("accuracy",), n_boot=300)["accuracy"]
     assert lo <= est <= hi and 0 < hi - lo < 0.25 and 0.6 < est < 0.95
 
 
 def test_above_chance_needs_the_whole_interval_above_the_commoner_class():
-    from analysis.metrics import summary
+    from analysis.summary import summary
 
     rng = np.random.default_rng(1)
     rows = []
@@ -55,16 +57,25 @@ def test_above_chance_needs_the_whole_interval_above_the_commoner_class():
     assert summ.loc["good", "above_chance"] and not summ.loc["guess", "above_chance"]
 
 
-def test_mcnemar_and_holm():
-    # model a right on 12 images where b is wrong, b right on 2 where a is wrong: exact two-sided p = 0.013
+def _paired_rows(repeats: int = 1) -> pd.DataFrame:
+    """Model a right on 12 images where b is wrong, b right on 2 where a is wrong, both right on 16; each image
+    scored in `repeats` folds (the external scenario's repeats), one image per subject."""
     rows = []
-    for i in range(30):
-        a_ok, b_ok = (i < 12, False) if i < 12 else ((False, True) if i < 14 else (True, True))
-        for model, ok in (("a", a_ok), ("b", b_ok)):
-            rows.append({"scenario": "s", "fold": 0, "image_id": f"i{i}", "model": model, "label": 1, "pred": int(ok)})
-    t = mcnemar(pd.DataFrame(rows))
+    for fold in range(repeats):
+        for i in range(30):
+            a_ok, b_ok = (True, False) if i < 12 else ((False, True) if i < 14 else (True, True))
+            for model, ok in (("a", a_ok), ("b", b_ok)):
+                p1 = 0.8 if ok else 0.2
+                rows.append({"scenario": "s", "fold": fold, "image_id": f"i{i}", "model": model, "label": 1,
+                             "prob_0": 1 - p1, "prob_1": p1, "pred": int(ok), "dataset": "d", "subject": f"s{i}"})
+    return pd.DataFrame(rows)
+
+
+def test_mcnemar_and_holm():
+    # exact two-sided McNemar p of 12 against 2 discordant pairs = 0.013
+    t = compare(_paired_rows(), n_boot=200)
     assert t.loc[0, "only_a_correct"] == 12 and t.loc[0, "only_b_correct"] == 2
-    assert t.loc[0, "p"] == pytest.approx(0.01294, abs=1e-4)
+    assert t.loc[0, "p_mcnemar"] == pytest.approx(0.01294, abs=1e-4)
     assert np.allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
 
 
@@ -78,8 +89,12 @@ def test_canonical_warp_puts_landmarks_on_the_template():
     y, x = np.unravel_index(np.argmax(warped), warped.shape)
     assert abs(x - TEMPLATE[2][0]) <= 3 and abs(y - TEMPLATE[2][1]) <= 3
     uniform = np.ones((CANON, CANON))
-    share, chance = region_share(uniform)
-    assert share == pytest.approx(chance)
+    covered = np.zeros((CANON, CANON), bool)
+    covered[20:100, 10:100] = True
+    mask = np.zeros((CANON, CANON), bool)
+    mask[40:60, 40:60] = True
+    share, chance = region_share(uniform, covered, mask)
+    assert share == pytest.approx(chance) == pytest.approx(400 / (80 * 90))
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import load_prepare_config
-from pipelines.prepare import prepare
-from pipelines.shards import read_table
+from pipelines.shards.prepare import prepare
+from pipelines.shards.read import read_table
 
-from conftest import phantom_sources
+from pipelines.phantom.synth import sources as phantom_sources
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.datasets.phantom import SCALES, TRUTH_FILE, Scale, synth
+from pipelines.phantom.synth import SCALES, TRUTH_FILE, Scale, synth
 from pipelines.errors import PainsearchError
 from pipelines.labels import facs_score, pspi
 

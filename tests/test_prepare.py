@@ -14,8 +14,9 @@ from PIL import Image
 
 from pipelines.config import prepare_config
 from pipelines.errors import PainsearchError
-from pipelines.prepare import prepare
-from pipelines.shards import CHUNKS, MANIFEST, REPORT, SCHEMA, read_meta, read_rows, read_table
+from pipelines.shards.prepare import prepare
+from pipelines.shards.read import read_meta, read_rows, read_table
+from pipelines.shards.schema import CHUNKS, MANIFEST, REPORT, SCHEMA
 
 from conftest import tiny_prepare_config
 
@@ -175,7 +176,7 @@ def test_ray_data_path_gives_the_same_rows(ray_local, tiny_phantom, tiny_shards,
 
 
 def test_open_as_ray_dataset(ray_local, tiny_shards):
-    from pipelines.shards import open_dataset
+    from pipelines.shards.read import open_dataset
 
     ds = open_dataset(str(tiny_shards), columns=["label", "dataset"])
     assert ds.count() == read_table(str(tiny_shards)).num_rows

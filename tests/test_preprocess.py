@@ -5,9 +5,13 @@ import pytest
 from PIL import Image
 
 from pipelines.config import PreprocessConfig
-from pipelines.datasets.render import Identity, Nuisance, render
+from pipelines.phantom.render import Identity, Nuisance, render
 from pipelines.errors import PainsearchError
-from pipelines.preprocess import (U2NET_FILE, Face, Preprocessor, Rejection, decode, square_crop, u2net_weights)
+from pipelines.errors import Rejection
+from pipelines.preprocess.background import U2NET_FILE, u2net_weights
+from pipelines.preprocess.decode import decode
+from pipelines.preprocess.faces import Face, square_crop
+from pipelines.preprocess.preprocessor import Preprocessor
 
 
 def encode(img: Image.Image, fmt="PNG", **kw) -> bytes:
@@ -164,7 +168,7 @@ def test_u2net_path_runs_the_onnx_model(tmp_path):
     with torch.no_grad():
         net.weight.fill_(1 / 3)
     torch.onnx.export(net, torch.zeros(1, 3, 320, 320), str(tmp_path / U2NET_FILE), dynamo=False, input_names=["input.1"])
-    from pipelines.preprocess import _u2net
+    from pipelines.preprocess.background import _u2net
 
     remove = _u2net(PreprocessConfig(background="u2net_human_seg", u2net_dir=str(tmp_path)), threads=1)
     img = np.zeros((64, 64, 3), np.uint8)
@@ -176,7 +180,7 @@ def test_u2net_path_runs_the_onnx_model(tmp_path):
 
 def test_broken_u2net_file_is_a_clear_error(tmp_path):
     (tmp_path / U2NET_FILE).write_bytes(b"not a model")
-    from pipelines.preprocess import _u2net
+    from pipelines.preprocess.background import _u2net
 
     with pytest.raises(PainsearchError, match="could not be loaded"):
         _u2net(PreprocessConfig(background="u2net_human_seg", u2net_dir=str(tmp_path)), threads=1)

@@ -7,9 +7,10 @@ import sys
 import pytest
 
 from pipelines.errors import PainsearchError
-from pipelines.inspect import breakdown
-from pipelines.prepare import prepare
-from pipelines.shards import MANIFEST, REPORT, read_table
+from pipelines.shards.breakdown import breakdown
+from pipelines.shards.prepare import prepare
+from pipelines.shards.read import read_table
+from pipelines.shards.schema import MANIFEST, REPORT
 from pipelines.storage import open_store
 
 from conftest import tiny_prepare_config
@@ -27,7 +28,7 @@ def test_round_trip_through_ray_and_s3(s3_env, ray_local, tiny_phantom, tiny_sha
     local = {r["source_sha256"]: r for r in read_table(str(tiny_shards)).to_pylist()}
     assert remote == local
     assert breakdown(uri) == breakdown(str(tiny_shards))
-    from pipelines.shards import open_dataset
+    from pipelines.shards.read import open_dataset
 
     assert open_dataset(uri, columns=["label"]).count() == len(local)
     # a rerun against S3 resumes: nothing left to do
@@ -67,7 +68,8 @@ def test_imagenet_weights_from_an_s3_prefix(s3_env, weights_mirror, tmp_path, mo
     """fetch-weights fills an S3 prefix once; building from it copies the file into this node's Keras cache."""
     import numpy as np
 
-    from pipelines.models import build, fetch_weights
+    from pipelines.models.build import build
+    from pipelines.models.weights import fetch_weights
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "cache"))
     url, expected = weights_mirror

@@ -4,8 +4,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.datasets.base import SourceRecord
-from pipelines.datasets.sampling import sample_frames
+from pipelines.sources.base import SourceRecord
+from pipelines.sources.sampling import sample_frames
 
 
 def records(n_subjects=3, frames=30):

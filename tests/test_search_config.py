@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from cluster.cli import main, parse_sets
-from pipelines.config import MODEL_NAMES
+from pipelines.models import MODEL_NAMES
 from pipelines.errors import PainsearchError
-from search.config import SpaceConfig, load_study_config, study_config
-from search.space import default_space, space_for
+from search.config import load_study_config, study_config
+from search.space import SpaceConfig, default_space, space_for
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -67,7 +67,7 @@ def check_complete(uri: str, cfg, endpoint=None) -> dict:
 
 def raw_subject_ids(phantom: Path) -> set[str]:
     from conftest import tiny_prepare_config
-    from pipelines.prepare import read_sources
+    from pipelines.shards.prepare import read_sources
 
     _, listings = read_sources(tiny_prepare_config(phantom, "unused"))
     return {r.subject for listing in listings for r in listing.records}
@@ -185,7 +185,7 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
         def on_trial_result(self, tune_controller, trial, result):
             return TrialScheduler.STOP
 
-    monkeypatch.setattr(tuner, "_scheduler", lambda cfg, max_epochs: StopAfterFirstEpoch())
+    monkeypatch.setattr(tuner, "scheduler", lambda cfg, max_epochs: StopAfterFirstEpoch())
     uri = str(tmp_path / "results")
     cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
                                     "scenarios": ["subject_kfold"], "search": {"trials": 2, "time_budget_s": 150,

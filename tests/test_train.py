@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from pipelines.config import train_config
-from pipelines.datasets.phantom import Scale, synth
-from pipelines.prepare import prepare
-from pipelines.shards import open_dataset, read_table
-from pipelines.train import STATE_FILE, class_weights, decode_images, fit_local, make_trainer, oversample, read_epochs
+from pipelines.phantom.synth import Scale, synth
+from pipelines.shards.prepare import prepare
+from pipelines.shards.read import open_dataset, read_table
+from pipelines.training.checkpoint import STATE_FILE
+from pipelines.training.data import class_weights, decode_images, oversample
+from pipelines.training.loop import fit_local
+from pipelines.training.ray_train import make_trainer, read_epochs
 
 from conftest import tiny_prepare_config
 
@@ -127,7 +130,7 @@ def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
 
 
 def test_oversampling_a_ray_dataset(ray_local, tiny_shards):
-    from pipelines.train import oversample_dataset
+    from pipelines.training.data import oversample_dataset
 
     ds = open_dataset(str(tiny_shards)).materialize()
     labels = np.asarray(ds.select_columns(["label"]).to_pandas()["label"], dtype=int)
@@ -149,7 +152,7 @@ def test_a_run_whose_owner_is_killed_gives_its_cpus_back(ray_local, tmp_path):
 
     import ray
 
-    from pipelines.tf_backend import KerasConfig
+    from pipelines.training.tf_backend import KerasConfig
 
     @ray.remote(num_cpus=0)
     class Owner:

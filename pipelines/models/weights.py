@@ -7,32 +7,38 @@ directory once, where the internet is reachable.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipelines.errors import PainsearchError
+from pipelines.errors import PainsearchError, choices
+from pipelines.models.specs import PRETRAINED, get_spec
 
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-# name -> path of the no-top weights file below Keras's base URL (the file name is what Keras caches)
-NOTOP_FILES: dict[str, str] = {
-    "vgg16": "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "vgg19": "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet101v2": "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "xception": "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "inceptionv3": "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
+
+
+def _notop(name: str) -> tuple[str, str, str]:
+    """(path below Keras's base URL, file name, md5) of a pretrained network's no-top weights."""
+    spec = get_spec(name)
+    if not spec.pretrained or spec.weights_file is None or spec.weights_md5 is None:
+        raise PainsearchError(f"{name!r} has no ImageNet weights; choose among {choices(PRETRAINED)}.")
+    return spec.weights_file, Path(spec.weights_file).name, spec.weights_md5
 
 
 def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
 
 
+def weights_file_name(name: str) -> str:
+    """The file name under which Keras caches `name`'s no-top weights (what a weights folder must hold)."""
+    return _notop(name)[1]
+
+
 def weights_path(name: str, weights_dir: str | None = None) -> Path:
     """The no-top ImageNet weights of `name`, from `weights_dir` or Keras's cache, or a clear error."""
-    file_name = Path(NOTOP_FILES[name]).name
+    _, file_name, _ = _notop(name)
     if weights_dir and "://" in weights_dir:
         return _from_store(name, file_name, weights_dir)
     places = ([Path(weights_dir).expanduser()] if weights_dir else []) + [keras_cache()]
@@ -73,13 +79,11 @@ def fetch_weights(to: str, names: list[str] | None = None, base_url: str | None 
 
     store = open_store(to)
     written = []
-    for name in names or sorted(NOTOP_FILES):
-        if name not in NOTOP_FILES:
-            raise PainsearchError(f"{name!r} has no ImageNet weights; choose among {', '.join(sorted(NOTOP_FILES))}.")
-        file_name = Path(NOTOP_FILES[name]).name
+    for name in names or sorted(PRETRAINED):
+        below, file_name, md5 = _notop(name)
         if store.exists(file_name):
             continue
-        url = (base_url or KERAS_BASE_URL).rstrip("/") + "/" + NOTOP_FILES[name]
+        url = (base_url or KERAS_BASE_URL).rstrip("/") + "/" + below
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 data = response.read()
@@ -88,6 +92,13 @@ def fetch_weights(to: str, names: list[str] | None = None, base_url: str | None 
                 f"Could not download {url} ({getattr(exc, 'reason', exc)}); run fetch-weights where the internet "
                 f"is reachable, or copy {file_name} into {to} by hand."
             ) from exc
+        got = hashlib.md5(data).hexdigest()
+        if got != md5:
+            raise PainsearchError(
+                f"{url} sent {len(data)} bytes whose md5 is {got}, not the {md5} that Keras publishes for {file_name}; "
+                f"the download is corrupt or the mirror holds other weights, so nothing was written: fetch it again or "
+                f"use another mirror."
+            )
         store.write_bytes(data, file_name)
         written.append(file_name)
     return written

@@ -1,0 +1,27 @@
+"""The report's settings, typed, each default defined once (the CLI's defaults and help come from here)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from pipelines.config import Strict
+
+
+class LimeConfig(Strict):
+    """How the global LIME heatmaps are made."""
+
+    num_samples: int = Field(300, ge=10, description="perturbed samples per explanation")
+    images_per_class: int = Field(8, ge=1, description="images explained per predicted class and dataset")
+    n_segments: int = Field(40, ge=2, description="SLIC superpixels per image")
+    hide_color: float | None = Field(0.0, description="value hidden superpixels take (None: each superpixel's mean colour)")
+    positive_only: bool = Field(True, description="keep only the positive LIME weights")
+    seed: int = 0
+
+
+class ReportConfig(Strict):
+    """What `painsearch analyze` computes besides the tables that need no setting."""
+
+    bootstrap: int = Field(1000, ge=10, description="bootstrap resamples (subjects resampled)")
+    lime: LimeConfig | None = Field(LimeConfig(), description="None: no LIME heatmaps")
+    ratings: str | None = Field(None, description="a CP-PAIN ratings.csv: adds the raters' agreement")
+    phantom_truth: str | None = Field(None, description="the phantom's _phantom_truth.csv: where its pain regions are")

@@ -1,0 +1,39 @@
+"""What a Python process of painsearch sets before TensorFlow is imported: the one home of that order.
+
+- `TF_USE_LEGACY_KERAS=1`: the training loop is written against tf-keras, because Keras 3 with
+  MultiWorkerMirroredStrategy fails under Ray Train (reference/stack-notes.md). TensorFlow reads the
+  variable once, at import, so it is set here, as a default the user may override.
+- torch and torchvision before TensorFlow: importing torchvision after TensorFlow kills the process
+  with a segmentation fault (torch 2.14.1, torchvision 0.29.1, TensorFlow 2.21); the other order works.
+  A process that may both detect faces (MTCNN: torch) and train imports `tensorflow()` from here.
+  Where TensorFlow is already loaded (Ray Train's own processes) torch is left out: those never
+  detect faces, and `pipelines.preprocess.faces.FaceDetector` refuses to load there instead of crashing.
+
+Ray workers get the same variables through the runtime env (`cluster.local.RUNTIME_ENV_VARS`), and the
+deploy files set them for their nodes: those are not Python and keep their own setting.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ENV_DEFAULTS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+for _name, _value in ENV_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+
+
+def torch_first() -> None:
+    """Import torch and torchvision now, unless this process has loaded TensorFlow already."""
+    if "tensorflow" not in sys.modules:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+
+
+def tensorflow():
+    """The `tensorflow` module, imported in the one safe order; what every TensorFlow user calls."""
+    torch_first()
+    import tensorflow as tf
+
+    return tf

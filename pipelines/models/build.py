@@ -1,0 +1,110 @@
+"""`build`: a spec of the registry -> an uncompiled tf-keras model that takes RGB in [0, 255].
+
+What every network shares is added here: the input, optional augmentation, the input preprocessing,
+the ImageNet weights and the frozen fraction of a pretrained backbone. Nothing here imports Ray or
+data code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Literal
+
+from pipelines.bootstrap import tensorflow
+
+tensorflow()
+
+import tf_keras as keras  # noqa: E402
+from tf_keras import layers  # noqa: E402
+
+from pipelines.errors import PainsearchError  # noqa: E402
+from pipelines.models.specs import MODELS, ModelSpec, get_spec  # noqa: E402
+from pipelines.models.weights import weights_path  # noqa: E402
+
+Weights = Literal["imagenet", "none"]
+Preprocessing = Literal["application", "rescale"]
+
+
+def resolve(ref: str) -> Callable:
+    """`"module:attribute"` -> the attribute."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def augmentation() -> keras.Sequential:
+    """The reference code's augmentation; white fill matches the removed background. Inactive at inference."""
+    return keras.Sequential([
+        layers.RandomFlip("horizontal"),
+        layers.RandomRotation(0.03, fill_mode="constant", fill_value=255.0),
+        layers.RandomTranslation(0.05, 0.05, fill_mode="constant", fill_value=255.0),
+        layers.RandomContrast(0.1),
+    ], name="augment")
+
+
+def frozen_layers(backbone: keras.Model, finetune_depth: float) -> int:
+    """How many layers of a pretrained backbone `finetune_depth` freezes, from its input side."""
+    return int(round(finetune_depth * len(backbone.layers)))
+
+
+def build(
+    name: str,
+    n_classes: int = 2,
+    size: int | None = None,
+    weights: Weights = "none",
+    finetune_depth: float = 0.0,
+    preprocessing: Preprocessing = "application",
+    augment: bool = False,
+    weights_dir: str | None = None,
+) -> keras.Model:
+    """An uncompiled model that takes RGB images in [0, 255] and returns class probabilities.
+
+    `finetune_depth` is the fraction of the pretrained backbone frozen, from its input side: 0 trains
+    everything (the paper's choice), 1 only the head. Frozen BatchNorm layers run in inference mode.
+    The frozen layers change the order in which tf-keras saves weights, so a trained model is rebuilt
+    with the same depth before its weights are loaded (`pipelines.models.loader`).
+    """
+    spec = get_spec(name)
+    size = size or spec.paper_size
+    if size < spec.min_size:
+        raise PainsearchError(f"{name} needs an input of at least {spec.min_size} px, not {size}; ask for a larger size.")
+    if not 0.0 <= finetune_depth <= 1.0:
+        raise PainsearchError(f"finetune_depth must be between 0 (train all) and 1 (head only), not {finetune_depth}.")
+    if weights not in ("imagenet", "none"):
+        raise PainsearchError(f"weights must be one of imagenet, none, not {weights!r}.")
+    if weights == "imagenet" and not spec.pretrained:
+        raise PainsearchError(f"{name} is trained from scratch and has no ImageNet weights; use weights 'none'.")
+    shape = (size, size, 3)
+    inputs = keras.Input(shape=shape, name="image")
+    x = augmentation()(inputs) if augment else inputs
+    if preprocessing == "application" and spec.preprocess_input is not None:
+        x = layers.Lambda(resolve(spec.preprocess_input), name="preprocess_input")(x)
+    else:
+        x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    if not spec.pretrained:
+        body = resolve(spec.builder)(shape, n_classes)
+        return keras.Model(inputs, body(x), name=name)
+    source = str(weights_path(name, weights_dir)) if weights == "imagenet" else None
+    backbone = resolve(spec.builder)(include_top=False, weights=source, input_shape=shape)
+    frozen = frozen_layers(backbone, finetune_depth)
+    for layer in backbone.layers[:frozen]:
+        layer.trainable = False  # in tf-keras a frozen BatchNormalization also uses its moving statistics
+    x = backbone(x, training=False if frozen == len(backbone.layers) else None)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def model_table(n_classes: int = 2, names: list[str] | tuple[str, ...] | None = None) -> list[dict]:
+    """The paper's Table 3: name, input size, parameters (Keras's count_params), pretrained."""
+    rows = []
+    for name, spec in MODELS.items():
+        if names is not None and name not in names:
+            continue
+        rows.append(_row(spec, int(build(name, n_classes=n_classes).count_params())))
+        keras.backend.clear_session()
+    return rows
+
+
+def _row(spec: ModelSpec, parameters: int) -> dict:
+    return {"name": spec.name, "input_size": spec.paper_size, "parameters": parameters, "pretrained": spec.pretrained}

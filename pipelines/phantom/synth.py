@@ -1,0 +1,269 @@
+"""The phantom: rendered stand-ins for the four licensed datasets, in their native layouts.
+
+Real pain data cannot ship, so `painsearch data synth` writes UNBC-, MInt PAIN-, Delaware- and
+CP-PAIN-like folders that the real adapters read. Expressions come from FACS action units with the
+paper's labelling rule; the ground truth (true AUs, face regions) goes to `_phantom_truth.csv` beside
+the sources, never inside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from pipelines.phantom.render import Identity, Nuisance, render
+from pipelines.errors import PainsearchError, choices
+from pipelines.labels import PAIN_AUS, facs_score, pspi
+
+PHANTOM_MARKER = ".painsearch-phantom"
+TRUTH_FILE = "_phantom_truth.csv"
+RATINGS_FILE = "ratings.csv"
+MANIFEST_FILE = "manifest.csv"
+FIRST_NAMES = ["Ana", "Ben", "Carla", "Dan", "Eva", "Femi", "Gil", "Hana", "Ivo", "Jun", "Kai", "Lena",
+               "Marc", "Nia", "Omar", "Pia", "Quim", "Rosa", "Sami", "Tao"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much phantom to render; `tiny` feeds the tests, `small` the demo, `paper` mimics PAIN-DB."""
+
+    unbc_subjects: int
+    unbc_sequences: int
+    unbc_frames: int
+    unbc_size: tuple[int, int]
+    mint_subjects: int
+    mint_trials: int
+    mint_sweeps: int
+    mint_frames: int
+    mint_size: tuple[int, int]
+    delaware_subjects: int
+    delaware_size: tuple[int, int]
+    cp_subjects: int
+    cp_videos: int
+    cp_size: tuple[int, int]
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(4, 2, 10, (320, 240), 3, 1, 4, 3, (480, 270), 8, (300, 400), 6, 1, (320, 240)),
+    "small": Scale(10, 3, 16, (320, 240), 8, 2, 4, 4, (640, 360), 40, (300, 400), 20, 2, (480, 360)),
+    "paper": Scale(25, 8, 60, (320, 240), 20, 2, 40, 5, (1920, 1080), 240, (600, 800), 53, 2, (640, 480)),
+}
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALES:
+        raise PainsearchError(f"Unknown phantom scale {name!r}; choose one of {choices(SCALES)}.")
+    return SCALES[name]
+
+
+def _pain_aus(rng: np.random.Generator, strength: float) -> dict[str, float]:
+    """Pain action units of a given overall strength (0..1), each 0..5."""
+    if strength <= 0:
+        return {au: 0.0 for au in PAIN_AUS}
+    out = {}
+    for au in PAIN_AUS:
+        p_active = 0.35 if au == "AU43" else 0.85
+        out[au] = float(np.clip(np.round(rng.normal(strength * 4.5, 0.8)), 1, 5)) if rng.random() < p_active else 0.0
+    if all(v == 0 for v in out.values()):
+        out["AU4"] = float(max(1, round(strength * 4)))
+    return out
+
+
+def _distractors(rng: np.random.Generator, mouth_open_rate: float = 0.3) -> dict[str, float]:
+    """Smiles and open mouths happen with and without pain, so they cannot be a shortcut."""
+    return {
+        "AU12": float(rng.integers(1, 5)) if rng.random() < 0.25 else 0.0,
+        "AU25": float(rng.integers(1, 4)) if rng.random() < mouth_open_rate else 0.0,
+        "AU26": float(rng.integers(1, 5)) if rng.random() < mouth_open_rate * 0.6 else 0.0,
+    }
+
+
+class _Writer:
+    def __init__(self, out: Path, seed: int) -> None:
+        self.out = out
+        self.seed = seed
+        self.truth: list[dict] = []
+        self._bg = seed * 100_000
+
+    def face(self, ident: Identity, aus: dict[str, float], rng: np.random.Generator, size: tuple[int, int],
+             scale: float = 0.6, weaken: float = 1.0) -> tuple[np.ndarray, dict]:
+        self._bg += 1
+        shown = {k: v * weaken for k, v in aus.items()}
+        nu = Nuisance.sample(rng, background_seed=self._bg, scale=scale)
+        r = render(ident, shown, nu, size[0], size[1])
+        return r.image, {"landmarks": r.landmarks.round(1).tolist(), "regions": {k: [round(x, 1) for x in v] for k, v in r.regions.items()}}
+
+    def save(self, path: Path, image: np.ndarray, dataset: str, aus: dict[str, float], extra: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(image)
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            img.save(path, quality=92)
+        else:
+            img.save(path)
+        self.truth.append({
+            "dataset": dataset, "path": str(path.relative_to(self.out)),
+            **{au: aus.get(au, 0.0) for au in (*PAIN_AUS, "AU12", "AU25", "AU26")},
+            "geometry": json.dumps(extra),
+        })
+
+
+def _unbc(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
+    root = w.out / "unbc"
+    for s in range(sc.unbc_subjects):
+        code = f"{'abcdefghijklmnopqrstuvwxyz'[s % 26]}{'mnopqrstuvwxyzabcdefghijkl'[s % 26]}{100 + s:03d}"
+        subject = f"{100 + s:03d}-{code}"
+        ident = Identity.sample(rng)
+        for q in range(sc.unbc_sequences):
+            seq = f"{code}t{q + 1}a{'abcdefgh'[q % 8]}aff"
+            n = sc.unbc_frames
+            # one pain episode in most sequences: a rise and fall of intensity over the frames
+            curve = np.zeros(n)
+            if rng.random() < 0.8:
+                start = int(rng.integers(0, max(1, n // 2)))
+                length = int(rng.integers(max(2, n // 4), max(3, n // 2) + 1))
+                peak = rng.uniform(0.4, 1.0)
+                idx = np.arange(start, min(n, start + length))
+                curve[idx] = peak * np.sin(np.pi * (idx - start + 0.5) / length)
+            base = _distractors(rng)
+            for f in range(n):
+                frame_no = f + 1
+                name = f"{seq}{frame_no:03d}"
+                rel = Path(subject) / seq
+                strength = float(curve[f]) if curve[f] > 0.15 else 0.0
+                aus = {**_pain_aus(rng, strength), **(base if rng.random() < 0.7 else _distractors(rng))}
+                image, geo = w.face(ident, aus, rng, sc.unbc_size, scale=0.75)
+                if s == 0 and q == 0 and f == 0:
+                    image = np.zeros_like(image)  # like the known pure-black UNBC frames
+                w.save(root / "Images" / rel / f"{name}.png", image, "unbc", aus, geo)
+                (root / "Frame_Labels" / "PSPI" / rel).mkdir(parents=True, exist_ok=True)
+                (root / "Frame_Labels" / "PSPI" / rel / f"{name}_facs.txt").write_text(f"{pspi(aus):.7e}\n")
+                (root / "Frame_Labels" / "FACS" / rel).mkdir(parents=True, exist_ok=True)
+                (root / "Frame_Labels" / "FACS" / rel / f"{name}_facs.txt").write_text(
+                    "".join(f"{float(au[2:]):.7e}   {aus[au]:.7e}\n" for au in PAIN_AUS if aus[au] > 0)
+                )
+        (root / "Sequence_Labels" / "OPR" / subject).mkdir(parents=True, exist_ok=True)
+
+
+def _mintpain(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
+    root = w.out / "mintpain"
+    for s in range(sc.mint_subjects):
+        sub = f"Sub{s + 1:02d}"
+        ident = Identity.sample(rng)
+        folder = root / f"{sub} {FIRST_NAMES[s % len(FIRST_NAMES)]}"
+        for t in range(sc.mint_trials):
+            trial = f"Trial{t + 1:02d}"
+            for sw in range(sc.mint_sweeps):
+                # about half the sweeps are label 0, the rest spread over 1..4
+                level = 0 if sw % 2 == 0 else int(rng.integers(1, 5))
+                sweep = folder / f"Annotated_data_{sub}_{trial}" / f"{sub}_{trial}_Sweep{sw + 1:02d}_Label{level}" / "RGB"
+                base = _distractors(rng)
+                for f in range(sc.mint_frames):
+                    aus = {**_pain_aus(rng, level / 4.0), **base}
+                    image, geo = w.face(ident, aus, rng, sc.mint_size, scale=0.45)
+                    stamp = f"RGB-12-{sw:02d}-{f:02d}-{rng.integers(0, 1000):03d}.jpg"
+                    w.save(sweep / stamp, image, "mintpain", aus, geo)
+
+
+def _delaware(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
+    root = w.out / "delaware"
+    rows = []
+    for s in range(sc.delaware_subjects):
+        ident = Identity.sample(rng)
+        sid = f"{'FM'[s % 2]}{s + 1:03d}"
+        for label in (0, 1):
+            # posed expressions: strong pain, or neutral
+            aus = {**_pain_aus(rng, rng.uniform(0.6, 1.0) if label else 0.0), **_distractors(rng, 0.15)}
+            image, geo = w.face(ident, aus, rng, sc.delaware_size, scale=0.5)
+            rel = Path("images") / f"{sid}_{'pain' if label else 'neutral'}.jpg"
+            w.save(root / rel, image, "delaware", aus, geo)
+            rows.append({"path": str(rel), "subject": sid, "label": "pain" if label else "no pain", "level": label})
+    with open(root / MANIFEST_FILE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "subject", "label", "level"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+STIMULI = (("injection", 77), ("stretching", 32), ("other", 18))
+
+
+def _cppain(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
+    root = w.out / "cppain"
+    ratings = []
+    stimuli = [s for s, n in STIMULI for _ in range(n)]
+    for s in range(sc.cp_subjects):
+        ident = Identity.sample(rng, cp=True)
+        pid = f"P{s + 1:03d}"
+        for v in range(sc.cp_videos):
+            video = f"V{v + 1:02d}"
+            stimulus = stimuli[int(rng.integers(len(stimuli)))]
+            for moment in ("pain", "rest"):
+                strength = rng.uniform(0.3, 1.0) if moment == "pain" else 0.0
+                # CP faces: open mouth and tongue often, weaker expression
+                aus = {**_pain_aus(rng, strength), **_distractors(rng, mouth_open_rate=0.6)}
+                image, geo = w.face(ident, aus, rng, sc.cp_size, scale=0.6, weaken=0.7)
+                rel = Path("images") / f"{pid}_{video}_{moment}.png"
+                w.save(root / rel, image, "cppain", aus, geo)
+                for rater in ("R1", "R2"):
+                    scored = {}
+                    for au in PAIN_AUS:
+                        noisy = aus[au] * 0.7 + rng.normal(0, 0.6)
+                        if aus[au] == 0 and rng.random() < 0.93:
+                            noisy = 0.0
+                        scored[au] = int(np.clip(round(noisy), 0, 5))
+                    score = facs_score(scored)
+                    ratings.append({
+                        "image": str(rel), "subject": pid, "video": video, "stimulus": stimulus, "rater": rater,
+                        **{au.lower(): scored[au] for au in PAIN_AUS},
+                        "ncapc": int(np.clip(round(score * 1.4 + rng.normal(0, 2)), 0, 54)),
+                        "wong_baker": int(np.clip(2 * round((score / 4) + rng.normal(0, 0.7)), 0, 10)),
+                    })
+    with open(root / RATINGS_FILE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(ratings[0]))
+        writer.writeheader()
+        writer.writerows(ratings)
+
+
+SOURCES = {"unbc": _unbc, "mintpain": _mintpain, "delaware": _delaware, "cppain": _cppain}
+
+
+def sources(root: str | Path) -> dict[str, str]:
+    """The `data prepare` sources of a phantom rendered under `root`: kind -> the folder (or manifest) to read."""
+    root = Path(root).resolve()
+    return {"unbc": str(root / "unbc"), "mintpain": str(root / "mintpain"),
+            "manifest": str(root / "delaware" / MANIFEST_FILE), "cppain": str(root / "cppain")}
+
+
+def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0) -> dict:
+    """Render the four phantom sources under `out`; the same seed gives the same bytes."""
+    sc = scale if isinstance(scale, Scale) else get_scale(scale)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / PHANTOM_MARKER).exists():
+        raise PainsearchError(
+            f"{out} exists and is not an earlier phantom; name an empty or new folder for `data synth`."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _Writer(out, seed)
+    counts = {}
+    for i, (name, fn) in enumerate(SOURCES.items()):
+        before = len(writer.truth)
+        fn(writer, sc, np.random.default_rng([seed, i]))
+        counts[name] = len(writer.truth) - before
+        (out / name / PHANTOM_MARKER).write_text("rendered by painsearch data synth\n")
+    with open(out / TRUTH_FILE, "w", newline="") as f:
+        fields = list(writer.truth[0])
+        csvw = csv.DictWriter(f, fieldnames=fields)
+        csvw.writeheader()
+        csvw.writerows(writer.truth)
+    info = {"scale": scale if isinstance(scale, str) else "custom", "seed": seed, "counts": counts, "params": asdict(sc)}
+    (out / PHANTOM_MARKER).write_text(json.dumps(info, indent=2) + "\n")
+    (out / "prepare.yaml").write_text(
+        "# painsearch data prepare --config this file: the phantom's four sources.\n"
+        + yaml.safe_dump({"sources": sources(out), "out": str(out.resolve() / "shards")}, sort_keys=False)
+    )
+    return info

@@ -1,0 +1,69 @@
+"""Every private Ray name painsearch relies on, in one place (checked against Ray 2.60).
+
+Ray keeps these out of its public API, so an upgrade may move them; `tests/test_ray_compat.py` imports
+each one and fails with a sentence naming what moved. Nothing else in painsearch imports a private Ray
+module or repeats a Ray naming convention.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+# The folders Ray Train and Tune write a run's checkpoints to start with this (`checkpoint_<time>` in Ray
+# Train V2, `checkpoint_<index>` in Tune).
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def train_session():
+    """The current Ray Train / Tune session (`ray.train._internal.session`), or None outside one."""
+    from ray.train._internal.session import get_session
+
+    return get_session()
+
+
+def session_stopped(session) -> bool:
+    """Whether Tune has stopped the trial that started in `session`: it set the session's stop event, or
+    it has shut the session down already (a newer one, or none, is current)."""
+    return session is not None and (session.stop_event.is_set() or train_session() is not session)
+
+
+def node_address() -> str:
+    """This worker's `host:port` for TF_CONFIG, picked the way Ray Train's own TensorFlow backend does."""
+    from ray._common.network_utils import build_address
+    from ray.train._internal.utils import get_address_and_port
+
+    return build_address(*get_address_and_port())
+
+
+def tensorflow_framework():
+    """Ray Train V2's tag for TensorFlow runs (a backend config declares its framework)."""
+    from ray.train.v2._internal.util import TrainingFramework
+
+    return TrainingFramework.TENSORFLOW
+
+
+def tensorflow_trainer_classes() -> tuple[type, type]:
+    """(Ray Train V2's TensorflowTrainer, its DataParallelTrainer base): `KerasTrainer` subclasses the first
+    and calls the second's constructor, skipping the first's, which imports TensorFlow."""
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+    from ray.train.v2.tensorflow.tensorflow_trainer import TensorflowTrainer
+
+    return TensorflowTrainer, DataParallelTrainer
+
+
+def job_env_vars() -> dict[str, str]:
+    """The env vars of the runtime env `ray job submit` gave this driver (none outside a job)."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    raw = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not raw:
+        return {}
+    config: dict[str, Any] = json.loads(raw)
+    return ((config.get("runtime_env") or {}).get("env_vars")) or {}
+
+
+# name -> what it is, for the test that checks every one still resolves
+ALL = {"train_session": train_session, "node_address": node_address, "tensorflow_framework": tensorflow_framework,
+       "tensorflow_trainer_classes": tensorflow_trainer_classes, "job_env_vars": job_env_vars}

@@ -1,0 +1,75 @@
+"""Opening a finished shard set: its manifest, its rows in-process or as a Ray Dataset, rows by image id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import PainsearchError
+from pipelines.shards.schema import (FORMAT, FORMAT_VERSION, ID_COLUMNS, MANIFEST, META_COLUMNS, REPORT, SCHEMA,
+                                     image_ids)
+from pipelines.storage import Store, open_store
+
+
+def read_manifest(store: Store) -> dict[str, Any]:
+    if not store.exists(MANIFEST):
+        raise PainsearchError(
+            f"{store.uri} holds no finished painsearch shards ({MANIFEST} is missing); run "
+            f"`painsearch data prepare ... --out {store.uri}` (rerunning it resumes a run that stopped half way)."
+        )
+    manifest = json.loads(store.read_bytes(MANIFEST))
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise PainsearchError(
+            f"{store.uri}/{MANIFEST} is not a painsearch shard manifest of version {FORMAT_VERSION}; "
+            f"prepare the shards again with this painsearch."
+        )
+    return manifest
+
+
+def shard_files(uri: str, endpoint: str | None = None) -> tuple[Store, list[str]]:
+    store = open_store(uri, endpoint)
+    manifest = read_manifest(store)
+    return store, [store.path(f["path"]) for f in manifest["files"]]
+
+
+def read_table(uri: str, endpoint: str | None = None, columns: list[str] | None = None) -> pa.Table:
+    """All rows of a finished shard set, in-process (for tests, analysis and small sets)."""
+    store, files = shard_files(uri, endpoint)
+    if not files:
+        return SCHEMA.empty_table()
+    tables = [pq.read_table(f, filesystem=store.fs, columns=columns) for f in files]
+    return pa.concat_tables(tables)
+
+
+def open_dataset(uri: str, endpoint: str | None = None, columns: list[str] | None = None):
+    """A finished shard set as a Ray Dataset (streamed from local disk or S3)."""
+    import ray.data
+
+    store, files = shard_files(uri, endpoint)
+    if not files:
+        raise PainsearchError(f"{uri} holds no rows (every input was rejected); see {REPORT} there for the reasons.")
+    ds = ray.data.read_parquet(files, filesystem=store.fs, partitioning=None)
+    return ds.select_columns(columns) if columns else ds
+
+
+def read_rows(uri: str, endpoint: str | None, ids: set[str] | list[str], columns: list[str]) -> pa.Table:
+    """The rows whose `image_id` is in `ids`: `columns` plus `image_id`, sorted by `image_id`.
+
+    Folds, predictions and explanations name images by id; this is the one place that maps ids back to rows."""
+    import pyarrow.compute as pc
+
+    table = read_table(uri, endpoint, columns=list(dict.fromkeys([*columns, *ID_COLUMNS])))
+    keys = pa.array(image_ids(*(table.column(c).to_pylist() for c in ID_COLUMNS)), pa.string())
+    table = table.select(columns).append_column("image_id", keys)
+    table = table.filter(pc.is_in(keys, value_set=pa.array(sorted(ids), pa.string())))
+    return table.sort_by("image_id")
+
+
+def read_meta(uri: str, endpoint: str | None = None):
+    """Every row's metadata without the images, with its `image_id`: a pandas DataFrame."""
+    df = read_table(uri, endpoint, columns=META_COLUMNS).to_pandas()
+    df.insert(0, "image_id", image_ids(*(df[c] for c in ID_COLUMNS)))
+    return df

@@ -1,0 +1,88 @@
+"""CP-PAIN or a user's own clinical set: a folder of images plus `ratings.csv`, one row per image and rater.
+
+Columns of `ratings.csv` (documented in the README):
+  image       path of the image, relative to the folder
+  subject     the person's id (pseudonymised before anything is written)
+  video       the recording the frame came from
+  stimulus    injection | stretching | other (free text is kept as given)
+  rater       the rater's id
+  au4, au6, au7, au9, au10, au43   FACS intensities 0..5
+  ncapc       NCAPC total
+  wong_baker  Wong-Baker FACES 0..10
+The label is the paper's consensus: no pain only when every rater's FACS score is 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error
+from pipelines.errors import PainsearchError
+from pipelines.labels import consensus_label, facs_score
+
+RATINGS_FILE = "ratings.csv"
+AU_COLUMNS = ("au4", "au6", "au7", "au9", "au10", "au43")
+SCORE_COLUMNS = ("facs", "ncapc", "wong_baker")
+COLUMNS = ("image", "subject", "video", "stimulus", "rater", *AU_COLUMNS, "ncapc", "wong_baker")
+EXPECTED = f"a CP-PAIN folder (images plus {RATINGS_FILE} with columns {', '.join(COLUMNS)})"
+
+
+def read_ratings(path: str | Path) -> pd.DataFrame:
+    """The ratings table, validated, with the 20-point FACS score added as column `facs`."""
+    path = Path(path)
+    if not path.is_file():
+        raise PainsearchError(f"The ratings file {path} does not exist; expected a CSV with columns {', '.join(COLUMNS)}.")
+    try:
+        df = pd.read_csv(path, dtype={"image": str, "subject": str, "video": str, "stimulus": str, "rater": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PainsearchError(f"The ratings file {path} is not a readable CSV ({exc}); save it as UTF-8 CSV with a header row.") from exc
+    df.columns = [c.strip().lower() for c in df.columns]
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise PainsearchError(
+            f"The ratings file {path} lacks the column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
+            f"(see the README, 'CP-PAIN ratings')."
+        )
+    numeric = [*AU_COLUMNS, "ncapc", "wong_baker"]
+    values = df[numeric].apply(pd.to_numeric, errors="coerce")
+    bad = values.isna().any(axis=1) | (values[list(AU_COLUMNS)] < 0).any(axis=1) | (values[list(AU_COLUMNS)] > 5).any(axis=1)
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise PainsearchError(
+            f"The ratings file {path} has {int(bad.sum())} row(s) with a missing or out-of-range score "
+            f"(first at line {first + 2}); AU columns must be numbers 0..5 and ncapc, wong_baker numbers."
+        )
+    df[numeric] = values
+    df["facs"] = [facs_score({c.upper(): r[c] for c in AU_COLUMNS}) for _, r in df.iterrows()]
+    return df
+
+
+def read(root: str | Path, flag: str = "--cppain") -> Listing:
+    root = Path(root)
+    if not (root / RATINGS_FILE).is_file():
+        raise layout_error(flag, root, EXPECTED)
+    ratings = read_ratings(root / RATINGS_FILE)
+    listing = Listing("cppain", str(root), video=False)
+    rated = set()
+    for image, group in ratings.groupby("image", sort=True):
+        rated.add(str(image))
+        path = root / str(image)
+        if not path.exists():
+            listing.reject(image, f"label has no image: rated in {RATINGS_FILE} but the file does not exist")
+            continue
+        if not is_image(path):
+            listing.reject(image, "not an image file")
+            continue
+        first = group.iloc[0]
+        listing.records.append(SourceRecord(
+            dataset="cppain", path=str(path.resolve()), rel=str(image), subject=str(first["subject"]),
+            sequence=str(first["video"]), frame=0, pain_level=float(group["facs"].mean()),
+            label=consensus_label(group["facs"]),
+        ))
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = str(path.relative_to(root))
+        if rel != RATINGS_FILE and rel not in rated and is_image(path):
+            listing.reject(rel, f"image has no label: no row of {RATINGS_FILE} rates it")
+    return listing

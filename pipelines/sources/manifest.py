@@ -1,0 +1,90 @@
+"""A manifest CSV for any image set (Delaware, or a user's own): `path,subject,label` at least.
+
+Optional columns: `level` (the source's own intensity; pain when above 0), `sequence`, `frame`,
+`dataset` (default: the manifest's folder name). Paths are relative to the manifest's folder.
+Labels may be 0/1 or words: `pain`; `no pain`, `no_pain`, `neutral`, `none`.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from pipelines.sources.base import Listing, SourceRecord, is_image
+from pipelines.errors import PainsearchError
+from pipelines.labels import NO_PAIN, PAIN, binary_label
+
+REQUIRED = ("path", "subject", "label")
+OPTIONAL = ("level", "sequence", "frame", "dataset")
+LABEL_WORDS = {"pain": PAIN, "1": PAIN, "no pain": NO_PAIN, "no_pain": NO_PAIN, "nopain": NO_PAIN,
+               "neutral": NO_PAIN, "none": NO_PAIN, "0": NO_PAIN}
+
+
+def parse_label(text: str) -> int:
+    key = text.strip().lower()
+    if key not in LABEL_WORDS:
+        raise ValueError(f"label {text!r} is not one of {', '.join(sorted(LABEL_WORDS))}")
+    return LABEL_WORDS[key]
+
+
+def read(manifest: str | Path, flag: str = "--manifest") -> Listing:
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise PainsearchError(
+            f"{flag} {manifest} is not a file; expected a CSV with columns {', '.join(REQUIRED)} "
+            f"(optional {', '.join(OPTIONAL)}); write one and pass its path."
+        )
+    base = manifest.parent
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+            columns = [c.strip() for c in (rows[0].keys() if rows else [])]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PainsearchError(f"{flag} {manifest} is not a readable CSV ({exc}); save it as UTF-8 CSV with a header row.") from exc
+    missing = [c for c in REQUIRED if c not in columns]
+    if not rows or missing:
+        raise PainsearchError(
+            f"{flag} {manifest} lacks the column(s) {', '.join(missing) or ', '.join(REQUIRED)} "
+            f"(found: {', '.join(columns) or 'no rows'}); expected a header with {', '.join(REQUIRED)} "
+            f"and optional {', '.join(OPTIONAL)}."
+        )
+    default_dataset = base.name or "manifest"
+    listing = Listing(default_dataset, str(base), video=False)
+    for n, raw in enumerate(rows, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
+        rel = row["path"]
+        where = f"{manifest.name} line {n} ({rel or 'empty path'})"
+        if not rel:
+            listing.reject(where, "row has no path")
+            continue
+        path = (base / rel) if not Path(rel).is_absolute() else Path(rel)
+        if not path.exists():
+            listing.reject(rel, f"label has no image: listed on {manifest.name} line {n} but the file does not exist")
+            continue
+        if not is_image(path):
+            listing.reject(rel, "not an image file")
+            continue
+        try:
+            label = parse_label(row["label"]) if row.get("label") else None
+            level = float(row["level"]) if row.get("level") else None
+            if label is None and level is None:
+                raise ValueError("neither label nor level is given")
+            if label is None:
+                label = binary_label(level)  # type: ignore[arg-type]
+            if level is None:
+                level = float(label)
+            if binary_label(level) != label:
+                raise ValueError(f"label {row['label']!r} contradicts level {level}")
+            frame = int(row["frame"]) if row.get("frame") else 0
+        except ValueError as exc:
+            listing.reject(rel, f"{manifest.name} line {n}: {exc}")
+            continue
+        if not row.get("subject"):
+            listing.reject(rel, f"{manifest.name} line {n}: no subject")
+            continue
+        listing.records.append(SourceRecord(
+            dataset=row.get("dataset") or default_dataset, path=str(path.resolve()), rel=rel,
+            subject=row["subject"], sequence=row.get("sequence") or "", frame=frame,
+            pain_level=level, label=label,
+        ))
+    return listing

@@ -1,0 +1,68 @@
+"""S3 handling: the pyarrow filesystem for an S3-compatible endpoint, the S3 settings Ray workers need, and
+what an S3 failure means in one sentence."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+
+
+def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
+    endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
+    kwargs: dict = {
+        "connect_timeout": 5,
+        "request_timeout": 30,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+    }
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme or "http"
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        # explicit, so a filesystem pickled to a Ray worker carries the driver's credentials
+        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = os.environ["AWS_SECRET_ACCESS_KEY"]
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        kwargs["region"] = region
+    elif endpoint:
+        kwargs["region"] = "us-east-1"
+    return pafs.S3FileSystem(**kwargs)
+
+
+S3_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def s3_env() -> dict[str, str]:
+    """The S3 settings of this process, for Ray workers that must reach the same store."""
+    return {k: os.environ[k] for k in S3_ENV_VARS if os.environ.get(k)}
+
+
+def explain_error(uri: str, is_s3: bool, action: str, exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    if not is_s3:
+        return f"Could not {action} {uri}: {text}; check that the path exists and is writable."
+    lowered = text.lower()
+    endpoint = os.environ.get(ENDPOINT_ENV, "the default AWS endpoint")
+    if "access denied" in lowered or "forbidden" in lowered or "signature" in lowered or "invalidaccesskeyid" in lowered:
+        why = "the credentials were refused"
+        fix = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key allowed to use that bucket"
+    elif "nosuchbucket" in lowered or "bucket does not exist" in lowered or "not found" in lowered and "bucket" in lowered:
+        why = "the bucket does not exist"
+        fix = "create the bucket first, or name an existing one"
+    elif "curl" in lowered or "connect" in lowered or "resolve" in lowered or "timeout" in lowered or "timed out" in lowered:
+        why = f"the S3 endpoint ({endpoint}) could not be reached"
+        fix = f"check {ENDPOINT_ENV} and that the server is running"
+    else:
+        why = text
+        fix = f"check the URI, {ENDPOINT_ENV} and the credentials"
+    return f"Could not {action} {uri}: {why}; {fix}."
+
+

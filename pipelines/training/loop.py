@@ -1,0 +1,192 @@
+"""The Keras training loop: one function every runner uses (a Ray Train worker, a Tune trial, this process).
+
+Written against tf-keras (TF_USE_LEGACY_KERAS=1, `pipelines.bootstrap`) because Keras 3 with
+MultiWorkerMirroredStrategy fails under Ray Train (reference/stack-notes.md). The global batch is split
+across workers; every worker scores the whole validation split, so early stopping sees the same numbers
+everywhere.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.config import TrainConfig
+from pipelines.training import checkpoint
+from pipelines.training.data import class_weights, oversample
+from pipelines.training.early_stopping import Patience
+from pipelines.training.metrics import classification_metrics
+
+Report = Callable[[dict[str, Any], "str | None"], None]
+
+
+def optimizer(cfg: TrainConfig):
+    import tf_keras as keras
+
+    from pipelines.models import get_spec
+
+    spec = get_spec(cfg.model)
+    name = cfg.optimizer or spec.optimizer
+    lr = cfg.learning_rate or spec.learning_rate
+    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
+
+
+def gpus() -> list:
+    """The GPUs TensorFlow sees; each gets memory growth, so trials given a fraction of a card can share it."""
+    from pipelines.bootstrap import tensorflow
+
+    tf = tensorflow()
+    devices = tf.config.list_physical_devices("GPU")
+    for device in devices:
+        try:
+            tf.config.experimental.set_memory_growth(device, True)
+        except RuntimeError:  # already initialised in this process: growth was set then, or it cannot change now
+            pass
+    return devices
+
+
+def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Direct calls, not `predict`: each worker scores the whole set with no collective ops."""
+    outs = [model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
+
+
+def compile_model(cfg: TrainConfig, strategy):
+    """The model of `cfg`, built and compiled inside `strategy`'s scope."""
+    import tf_keras as keras
+
+    from pipelines.models.build import build
+
+    with strategy.scope():
+        model = build(cfg.model, n_classes=cfg.n_classes, size=cfg.size, weights=cfg.weights,
+                      finetune_depth=cfg.finetune_depth, preprocessing=cfg.preprocessing, augment=cfg.augment,
+                      weights_dir=cfg.weights_dir)
+        model.compile(optimizer=optimizer(cfg), loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def run(
+    cfg: TrainConfig,
+    strategy,
+    epoch_data: Callable[[int], Any],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    report: Report,
+    restore_dir: str | None,
+    class_weight: dict[int, float] | None,
+    is_chief: bool = True,
+    started_at: float | None = None,
+):
+    """Train and evaluate, epoch by epoch; `report(metrics, checkpoint_dir)` after each epoch.
+
+    `epoch_data(epoch)` returns a `tf.data.Dataset` of (image, label) batches for this worker. Each
+    checkpoint holds the weights and the state (`pipelines.training.checkpoint`), so a restarted run
+    continues where it stopped. Without `val` (a refit on all training data) every epoch counts as the
+    best so far and nothing stops early.
+    """
+    import tf_keras as keras
+
+    started_at = started_at or time.perf_counter()
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus()):
+        keras.mixed_precision.set_global_policy("mixed_float16")  # compile() then adds loss scaling
+    else:
+        keras.mixed_precision.set_global_policy("float32")
+    model = compile_model(cfg, strategy)
+    patience = Patience(cfg.monitor, cfg.patience if val is not None else 0)
+    start = 0
+    if restore_dir:
+        model.load_weights(str(Path(restore_dir) / checkpoint.WEIGHTS_FILE))
+        state = checkpoint.read_state(restore_dir)
+        start, patience = state["epoch"] + 1, Patience.restore(cfg.monitor, patience.patience, state)
+    for epoch in range(start, cfg.epochs):
+        t_fit = time.perf_counter()
+        history = model.fit(epoch_data(epoch), epochs=1, verbose=0, class_weight=class_weight)
+        t_eval = time.perf_counter()
+        metrics: dict[str, Any] = {}
+        if val is not None:
+            probs = predict(model, val[0], max(1, cfg.batch_size))
+            metrics = {f"val_{k}": v for k, v in classification_metrics(val[1], probs).items()}
+        improved = patience.update(epoch, metrics) if val is not None else _always(patience, epoch)
+        metrics.update({"epoch": epoch, "train_loss": float(history.history["loss"][-1]),
+                        "train_accuracy": float(history.history["accuracy"][-1]),
+                        "best_epoch": patience.best_epoch, checkpoint.RANK: checkpoint.rank(epoch, improved),
+                        # where the time goes (benchmarks/trial_overhead.py): Keras fit, validation, since the loop began
+                        "time_fit_s": t_eval - t_fit, "time_eval_s": time.perf_counter() - t_eval,
+                        "time_since_start_s": time.perf_counter() - started_at})
+        metrics["stopped_early"] = bool(patience.stop and epoch < cfg.epochs - 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = None
+            if is_chief:
+                checkpoint.save(model, tmp, epoch, patience.state())
+                saved = tmp
+            report(metrics, saved)
+        if patience.stop:
+            break
+    return model
+
+
+def _always(patience: Patience, epoch: int) -> bool:
+    """Without validation the latest epoch is the one kept."""
+    patience.best_epoch = epoch
+    return True
+
+
+def numpy_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Callable[[int], Any]:
+    """Arrays in memory as the loop's `epoch_data`: a new seeded order every epoch."""
+    import tensorflow as tf
+
+    def epoch_data(epoch: int):
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        return tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(batch_size)
+
+    return epoch_data
+
+
+def fit_arrays(
+    cfg: TrainConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    report: Report,
+    restore_dir: str | None = None,
+):
+    """The loop on arrays in this process, one replica: what a one-worker trial, a refit and a notebook run."""
+    from pipelines.bootstrap import tensorflow
+
+    tf = tensorflow()
+    x, y = train
+    if cfg.imbalance == "oversample":
+        keep = oversample(y, cfg.seed)
+        x, y = x[keep], y[keep]
+    weights = class_weights(y, cfg.n_classes) if cfg.imbalance == "class_weight" else None
+    tf.config.experimental.enable_op_determinism()
+    return run(cfg, tf.distribute.get_strategy(), numpy_batches(x, y, cfg.batch_size, cfg.seed), val, report,
+               restore_dir, weights)
+
+
+def fit_local(
+    cfg: TrainConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    checkpoint_dir: str | None = None,
+    restore_dir: str | None = None,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """`fit_arrays` for notebooks and debugging: every epoch's checkpoint kept under `checkpoint_dir/epoch-NNNN`.
+    Returns (model, history)."""
+    history: list[dict[str, Any]] = []
+
+    def report(metrics: dict[str, Any], saved: str | None) -> None:
+        history.append(metrics)
+        if saved and checkpoint_dir:
+            target = Path(checkpoint_dir) / f"epoch-{metrics['epoch']:04d}"
+            target.mkdir(parents=True, exist_ok=True)
+            for f in Path(saved).iterdir():
+                (target / f.name).write_bytes(f.read_bytes())
+
+    model = fit_arrays(cfg, train, val, report, restore_dir)
+    return model, history
