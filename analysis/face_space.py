@@ -87,6 +87,13 @@ def truth_regions(truth_csv: str | Path, size: int = CANON) -> dict[str, np.ndar
     return {name: c / max(faces, 1) >= REGION_QUORUM for name, c in counts.items()}
 
 
+def face_oval(size: int = CANON) -> np.ndarray:
+    """The template's face: an oval around its five points (what a registered map must cover)."""
+    k = size / CANON
+    yy, xx = np.mgrid[0:size, 0:size]
+    return ((xx - 56 * k) / (40 * k)) ** 2 + ((yy - 64 * k) / (52 * k)) ** 2 <= 1
+
+
 def pain_mask(regions: dict[str, np.ndarray]) -> np.ndarray:
     return np.any([regions[n] for n in PAIN_REGION_NAMES if n in regions], axis=0)
 

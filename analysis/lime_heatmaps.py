@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import LimeConfig
-from analysis.face_space import (mean_map, pain_mask, region_share, render, scaled_landmarks, template_regions,
+from analysis.face_space import (face_oval, mean_map, pain_mask, region_share, render, scaled_landmarks, template_regions,
                                  to_canonical, truth_regions)
 from analysis.results import Results
 from pipelines import retries
 from pipelines.labels import CLASS_NAMES
 from search.layout import BEST_DIR, SearchKey
 
-COLUMNS = ["model", "scenario", "class", "dataset", "images", "weights", "regions_from", "mass_in_pain_regions",
-           "chance", "ratio", "ratio_randomised"]
+COLUMNS = ["model", "scenario", "class", "dataset", "images", "weights", "face_covered", "regions_from",
+           "mass_in_pain_regions", "chance", "ratio", "ratio_randomised"]
 NO_PAIN_NOTE = ("For the no-pain class a map shows what argued for no pain: a ratio above 1 there means the network "
                 "looked where pain shows and found none; it does not point at pain.")
 
@@ -134,6 +134,7 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
     truth = truth or find_truth(res)
     regions = truth_regions(truth) if truth else template_regions()
     mask = pain_mask(regions)
+    face = face_oval()
     ok = res.searches[res.searches["status"] == "ok"]
     task = ray.remote(num_cpus=1, max_retries=retries.LIME_TASK)(explain_search)
     refs = {}
@@ -162,7 +163,7 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
         np.save(out / f"{p.stem}.npy", heat.astype(np.float32))
         figs[title] = p
         rows.append({"model": model, "scenario": scenario, "class": cls, "dataset": dataset,
-                     "images": len(entry["maps"]), "weights": entry["weights"],
+                     "images": len(entry["maps"]), "weights": entry["weights"], "face_covered": float(covered[face].mean()),
                      "regions_from": "phantom truth" if truth else "template", "mass_in_pain_regions": share,
                      "chance": chance, "ratio": share / chance if chance else float("nan"),
                      "ratio_randomised": random_share / random_chance if random_chance else float("nan")})

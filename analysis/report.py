@@ -119,14 +119,9 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: Repo
         extra["datasets_table2"] = pd.DataFrame(t2["datasets"])
     except Exception as exc:  # the shards may live where this machine cannot reach
         log(f"analyze: the dataset breakdown is left out ({exc})")
-    from pipelines.config import MODEL_NAMES
+    from pipelines.models.build import model_table
 
-    try:
-        from pipelines.models.build import model_table
-
-        extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
-    except Exception as exc:  # pragma: no cover - model building needs TensorFlow only
-        log(f"analyze: the networks table is left out ({exc}); known networks: {', '.join(MODEL_NAMES)}")
+    extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
     counts = res.searches.groupby(["model", "scenario"]).agg(
         searches=("fold", "count"), ok=("status", lambda s: int((s == "ok").sum())),
         trials=("trials", "sum"), failed_trials=("failed_trials", "sum")).reset_index()

@@ -22,7 +22,7 @@ RUNTIME_ENV_VARS = {**ENV_DEFAULTS, "RAY_DEDUP_LOGS": "0",
 def pin_ray_address() -> None:
     """Runs in every worker of a local cluster: names this cluster in RAY_ADDRESS. Ray's state API, which
     Ray Train's placement-group cleaner calls, otherwise looks for the cluster among the Ray instances
-    running on the machine and refuses to choose when there are two (seen with a test's head cluster)."""
+    running on the machine and refuses to choose when there are two."""
     import ray
 
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
@@ -32,9 +32,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
     """Connect once. A local cluster listens on 127.0.0.1 only, its dashboard too: nothing is exposed.
 
     The dashboard is not for show: it serves Ray's state API, which Ray Train's placement-group cleaner
-    polls. Without it, every trial that Tune stops early (ASHA) leaked its worker's CPUs (or GPUs) until
-    the study ended, and a long search starved (measured: 0.5 CPU still held after the kill, and
-    released with the dashboard on). `quiet` keeps the workers' output in Ray's log files instead of this
+    polls; without it, a Ray Train trial that Tune stops early (ASHA) keeps its worker's CPUs (or GPUs)
+    until the study ends. `quiet` keeps the workers' output in Ray's log files instead of this
     terminal (the demo prints its own progress lines; the results store keeps every trial's errors)."""
     import ray
 

@@ -17,7 +17,6 @@ from pipelines.models.specs import MODEL_NAMES, get_spec
 
 PREPROCESS_VERSION = "1"
 Background = Literal["u2net_human_seg", "grabcut", "none"]
-BACKGROUNDS: tuple[str, ...] = ("u2net_human_seg", "grabcut", "none")
 
 
 class Strict(BaseModel):

@@ -44,11 +44,23 @@ class SearchConfig(Strict):
 
 
 class ResourcesConfig(Strict):
-    """What one trial takes; a trial is a Ray Train run of `workers_per_trial` workers."""
+    """What one trial takes, and what runs it (search.runners)."""
 
     workers_per_trial: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0, description="0: CPU only; fractions let small networks share a card")
+    runner: Literal["auto", "inline", "ray_train"] = Field(
+        "auto", description="auto: inline (the loop in the trial's own reused process) for one worker per trial, "
+                            "ray_train (a Ray Train run) for several")
+    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        "PACK", description="how a Ray Train run places its workers; STRICT_SPREAD puts each on its own node")
+
+    @model_validator(mode="after")
+    def _check(self) -> ResourcesConfig:
+        if self.runner == "inline" and self.workers_per_trial > 1:
+            raise ValueError(f"asks for the inline runner with {self.workers_per_trial} workers per trial; the inline "
+                             f"runner trains in one process: set `runner: ray_train` or `auto`, or one worker")
+        return self
 
 
 class StudyConfig(Strict):

@@ -10,10 +10,11 @@ from search.config import StudyConfig
 
 
 def scheduler(cfg: StudyConfig, max_epochs: int):
-    """ASHA on `training_iteration` (one per epoch), or no early stopping (`search.scheduler: none`)."""
+    """ASHA on the epochs a trial has trained (`epochs_done`, which a trial restarted from its checkpoint
+    continues), or no early stopping (`search.scheduler: none`)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if cfg.search.scheduler == "none" or max_epochs <= 1:
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+    return ASHAScheduler(time_attr="epochs_done", max_t=max_epochs,
                          grace_period=min(cfg.search.grace_period, max_epochs), reduction_factor=cfg.search.reduction_factor)

@@ -1,7 +1,8 @@
 """One trial: a run of one network on one fold's train split, scored on its validation split every epoch.
 
-`trial_fn` is the Tune function trainable. Every epoch's metrics reach Tune as they come, so Optuna and
-ASHA see them. A trial never sees the test split: `search.scoring` scores that after the search.
+`trial_fn` is the Tune function trainable; a runner (`search.runners`) trains. Every epoch's metrics reach
+Tune as they come, so Optuna and ASHA see them. A trial never sees the test split: `search.scoring` scores
+that after the search.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 from pipelines.config import TrainConfig
 from pipelines.ray_compat import session_stopped, train_session
 from pipelines.storage import Store, open_store
-from search.folds import fold_datasets, fold_table, role_ids
-from search.layout import ATTEMPTS_DIR, TIMING_DIR, TRAIN_DIR, SearchKey, numbered, of_trial
+from search.folds import fold_table
+from search.layout import ATTEMPTS_DIR, TIMING_DIR, SearchKey, numbered, of_trial
 from search.space import params_of
 
 
@@ -36,6 +37,8 @@ class TrialContext:
     workers: int
     cpus_per_worker: float
     gpus_per_worker: float
+    runner: str  # search.runners: inline or ray_train
+    placement: str  # a Ray Train run's placement strategy
 
     def store(self) -> Store:
         return open_store(self.results, self.endpoint)
@@ -89,11 +92,11 @@ def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, f
 
 
 def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
-    """The Tune function trainable: one Ray Train run; each failed attempt is written down before it is re-raised."""
+    """The Tune function trainable: the trial's runner trains; each failed attempt is written down before it is
+    re-raised, and the trial's timing after it ends."""
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    from pipelines.training.ray_train import make_trainer
+    from search.runners import RUN
 
     ctx = TrialContext.from_dict(context)
     trial_id = tune.get_context().get_trial_id()
@@ -102,19 +105,12 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     started = time.time()
     try:
         fold = fold_table(store, ctx.key)
-        train_ds, val_ds = fold_datasets(ctx.shards, ctx.endpoint, role_ids(fold))
-        trainer = make_trainer(
-            ctx.train_config(config), train_ds, val_ds, storage_path=store.uri_of(ctx.key.path, TRAIN_DIR),
-            name=trial_id, workers=ctx.workers, use_gpu=ctx.gpus_per_worker > 0,
-            gpus_per_worker=ctx.gpus_per_worker or 1.0, cpus_per_worker=ctx.cpus_per_worker, endpoint=ctx.endpoint,
-            callbacks=[TuneReportCallback()], labels=fold.loc[fold["role"] == "train", "label"].to_numpy(),
-        )
         fit_started = time.time()
-        trainer.fit()
+        RUN[ctx.runner](ctx, config, trial_id, store, fold)
         record_timing(store, ctx.key, trial_id, started, fit_started)
     except Exception as exc:
-        # Tune stopped this trial (ASHA, or the search ended): it removes the trial's placement group, which
-        # takes the Ray Train run down with it; that is not a failed attempt
+        # Tune stopped this trial (ASHA, or the search ended): under Ray Train it removes the trial's placement
+        # group, which takes the run down with it; that is not a failed attempt (an inline trial leaves quietly)
         if not session_stopped(session):
             record_attempt(store, ctx.key, trial_id, exc)
         raise

@@ -17,21 +17,21 @@ from typing import Any
 import pandas as pd
 
 from pipelines import retries
-from pipelines.ray_compat import CHECKPOINT_PREFIX
 from pipelines.storage import Store
 from pipelines.training import checkpoint
 from search.config import StudyConfig
 from search.early_stopping import scheduler
 from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE, PREDICTIONS, TRAIN_DIR, TRIALS,
                            TUNE_DIR, SearchKey, read_csv)
+from search.runners import kept_states, runner_for
 from search.scoring import refit, score_test
 from search.space import params_of, space_for
 from search.trial import TrialContext, trial_fn
 
 # Tune snapshots its experiment state at most this often (s): small, so a killed driver loses little.
 SNAPSHOT_PERIOD_S = "1"
-# The trial function only waits on its Ray Train run, whose workers hold the real resources.
-TRIAL_DRIVER = {"cpu": 0, "memory": 2**26}  # Tune refuses an empty request; memory keeps it non-empty
+# Under Ray Train the trial function only waits on its run, whose workers hold the real resources.
+RAY_TRAIN_DRIVER = {"cpu": 0, "memory": 2**26}  # Tune refuses an empty request; memory keeps it non-empty
 
 
 def context_for(cfg: StudyConfig, results: str, key: SearchKey) -> TrialContext:
@@ -39,9 +39,18 @@ def context_for(cfg: StudyConfig, results: str, key: SearchKey) -> TrialContext:
 
     train = cfg.train.model_dump()
     train["size"] = cfg.train.size or get_spec(key.model).paper_size
+    r = cfg.resources
     return TrialContext(results=results, endpoint=cfg.s3_endpoint, shards=cfg.shards, key=key, metric=cfg.search.metric,
-                        train=train, seed=cfg.seed, workers=cfg.resources.workers_per_trial,
-                        cpus_per_worker=cfg.resources.cpus_per_worker, gpus_per_worker=cfg.resources.gpus_per_worker)
+                        train=train, seed=cfg.seed, workers=r.workers_per_trial, cpus_per_worker=r.cpus_per_worker,
+                        gpus_per_worker=r.gpus_per_worker, runner=runner_for(r.runner, r.workers_per_trial),
+                        placement=r.placement)
+
+
+def trial_resources(ctx: TrialContext) -> dict[str, float]:
+    """What Tune reserves for a trial's actor: an inline trial trains there, a Ray Train trial only waits."""
+    if ctx.runner == "inline":
+        return {"cpu": ctx.cpus_per_worker, **({"gpu": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
+    return RAY_TRAIN_DRIVER
 
 
 def _searcher(cfg: StudyConfig, seed: int):
@@ -71,7 +80,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     from ray import tune
 
     space = space_for(key.model, cfg.train.weights == "imagenet", cfg.search.space, cfg.search.space_by_model.get(key.model))
-    trainable = tune.with_resources(_trainable(ctx), TRIAL_DRIVER)
+    trainable = tune.with_resources(_trainable(ctx), trial_resources(ctx))
     path = store.path(key.path, TUNE_DIR, key.slug)
     if tune.Tuner.can_restore(path, storage_filesystem=store.fs):
         return tune.Tuner.restore(path, trainable, storage_filesystem=store.fs, resume_unfinished=True,
@@ -83,9 +92,10 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=cfg.metric_mode, num_samples=cfg.search.trials,
             max_concurrent_trials=cfg.search.max_concurrent_trials, search_alg=_searcher(cfg, seed),
-            # a fresh actor per trial: a trial that ASHA stops is still blocked in its Ray Train run, so its actor
-            # cannot be reset for the next trial (test_trials_that_tune_stops_end_cleanly)
-            reuse_actors=False,
+            # an inline trial stops at an epoch's report, so its actor is free for the next trial with TensorFlow and
+            # the fold loaded; a trial that Tune stops is still blocked in its Ray Train run, so its actor cannot be
+            # reset in time and each Ray Train trial gets a fresh one (test_trials_that_tune_stops_end_cleanly)
+            reuse_actors=ctx.runner == "inline",
             scheduler=scheduler(cfg, space.max_epochs), time_budget_s=cfg.search.time_budget_s,
         ),
         run_config=tune.RunConfig(
@@ -131,15 +141,6 @@ def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _checkpoint_states(store: Store, key: SearchKey, trial_id: str) -> dict[str, dict[str, Any]]:
-    """The kept checkpoints of a trial's run, by folder: their saved state (epoch, best epoch)."""
-    out = {}
-    for d in store.dirs(key.path, TRAIN_DIR, trial_id):
-        if d.startswith(CHECKPOINT_PREFIX) and store.exists(key.path, TRAIN_DIR, trial_id, d, checkpoint.STATE_FILE):
-            out[d] = json.loads(store.read_bytes(key.path, TRAIN_DIR, trial_id, d, checkpoint.STATE_FILE))
-    return out
-
-
 def _remote(fn, cfg: StudyConfig):
     """`fn` as a Ray task with one trial worker's resources (TensorFlow runs there)."""
     import ray
@@ -154,7 +155,7 @@ def choose(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext, be
     import ray
 
     trial_id = str(best["trial_id"])
-    states = _checkpoint_states(store, key, trial_id)
+    states = kept_states(store, key.of(TRAIN_DIR, trial_id))
     folder, epoch = checkpoint.best_of(states)
     if epoch != int(best["best_epoch"]):
         raise RuntimeError(f"trial {trial_id} of {key} ranked on epoch {int(best['best_epoch'])} but kept epoch {epoch}")
@@ -203,7 +204,7 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
         choice = choose(cfg, store, key, ctx, best)
         for other in trials["trial_id"]:  # the rest keep metrics only
             if str(other) != choice["trial_id"]:
-                for d in _checkpoint_states(store, key, str(other)):
+                for d in kept_states(store, key.of(TRAIN_DIR, str(other))):
                     store.delete_dir(key.path, TRAIN_DIR, str(other), d)
         done.update({"status": "ok", "best_trial": choice["trial_id"], "best_epoch": choice["epoch"],
                      "best_score": float(best[metric_col]), "params": choice["params"], "scored": choice["scored"]})

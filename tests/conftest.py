@@ -250,11 +250,9 @@ def s3_vars(seaweed) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def smoke_study(tiny_shards, ray_head, seaweed):
-    """The smoke study (configs/smoke.yaml: 2 networks x 3 scenarios x 2 folds, 1 epoch, 32 px) with one
-    trial per search instead of two (CI's 20-minute budget: the whole smoke study is 24 Ray Train runs, about
-    6 minutes on 2 cores; benchmarks/trial_overhead.py runs it), submitted with the real `ray job submit` to
-    the `ray start --head` cluster on 127.0.0.1, results on S3 (SeaweedFS). The session keeps the S3
-    settings, so the tests can read the store."""
+    """The whole smoke study (configs/smoke.yaml: 2 networks x 3 scenarios x 2 folds x 2 trials, 1 epoch, 32 px)
+    submitted with the real `ray job submit` to the `ray start --head` cluster on 127.0.0.1, results on S3
+    (SeaweedFS). The session keeps the S3 settings, so the tests can read the store."""
     from search.config import load_study_config
 
     uri = "s3://painsearch/smoke-study"
@@ -262,7 +260,7 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     runtime_env = {"env_vars": s3_vars(seaweed)}
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(ROOT),
            "--runtime-env-json", json.dumps(runtime_env), "--",
-           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}", "--set", "search.trials=1"]
+           "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}"]
     t0 = time.time()
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
@@ -275,5 +273,5 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     for k, v in s3_vars(seaweed).items():
         mp.setenv(k, v)
     yield {"uri": uri, "seconds": time.time() - t0, "job_output": job.stdout,
-           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "search": {"trials": 1}})}
+           "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri})}
     mp.undo()

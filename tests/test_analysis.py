@@ -97,6 +97,88 @@ def test_canonical_warp_puts_landmarks_on_the_template():
     assert share == pytest.approx(chance) == pytest.approx(400 / (80 * 90))
 
 
+def test_paired_comparisons_count_each_image_once():
+    """The external scenario scores the same images once per repeat: five repeats are not five times the data."""
+    once, repeated = compare(_paired_rows(1), n_boot=300), compare(_paired_rows(5), n_boot=300)
+    for t in (once, repeated):
+        assert t.loc[0, "images"] == 30 and t.loc[0, "subjects"] == 30
+        assert (t.loc[0, "only_a_correct"], t.loc[0, "only_b_correct"]) == (12, 2)
+    assert repeated.loc[0, "p_mcnemar"] == pytest.approx(once.loc[0, "p_mcnemar"])  # 0.013, not 1.6e-5
+    assert repeated.loc[0, "accuracy_difference"] == pytest.approx(10 / 30)
+    lo, hi = repeated.loc[0, "accuracy_difference_ci_low"], repeated.loc[0, "accuracy_difference_ci_high"]
+    assert 0 < lo < 10 / 30 < hi < 1
+
+
+def _face(size: int) -> np.ndarray:
+    """Landmarks of a face that fills about 80 % of a `size`-pixel square, slightly off centre and rotated."""
+    theta = np.deg2rad(6)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    centred = (TEMPLATE - CANON / 2) @ rot.T
+    return centred * (0.8 * size / CANON) + size / 2 + np.array([0.03, -0.02]) * size
+
+
+@pytest.mark.parametrize("stored, read", [(64, 32), (224, 75)])
+def test_heatmaps_register_when_the_network_reads_another_size(stored, read):
+    """Landmarks are kept in stored pixels, maps are made at the input size: scaled, a mark on the nose lands on
+    the template's nose and a whole map covers the face; unscaled, neither holds."""
+    from analysis.face_space import scaled_landmarks
+
+    landmarks = _face(stored)
+    pts = scaled_landmarks(landmarks, stored, read)
+    heat = np.zeros((read, read))
+    nx, ny = np.round(pts[2]).astype(int)
+    heat[ny - 1:ny + 2, nx - 1:nx + 2] = 1.0
+    tolerance = 2 + 0.5 * CANON / (0.8 * read)  # the mark sits on whole input pixels: half of one, in the template
+    y, x = np.unravel_index(np.argmax(np.nan_to_num(to_canonical(heat, pts))), (CANON, CANON))
+    assert abs(x - TEMPLATE[2][0]) <= tolerance and abs(y - TEMPLATE[2][1]) <= tolerance
+    y, x = np.unravel_index(np.argmax(np.nan_to_num(to_canonical(heat, landmarks))), (CANON, CANON))
+    assert np.hypot(x - TEMPLATE[2][0], y - TEMPLATE[2][1]) > 15  # the stored landmarks on the read map miss
+    from analysis.face_space import face_oval
+
+    face = face_oval()
+    covered = np.isfinite(to_canonical(np.ones((read, read)), pts))
+    assert covered[face].mean() > 0.95
+    wrong = np.isfinite(to_canonical(np.ones((read, read)), landmarks))
+    assert wrong[face].mean() < 0.5
+
+
+def test_region_share_is_taken_raw_over_covered_pixels():
+    """A diffuse map with the pain regions at twice the rest scores 2 / (1 + a) times chance (a: their share of the
+    covered area), whatever the uncovered pixels; stretching to [0, 1] first would flatter it."""
+    from analysis.face_space import stretched
+
+    mask = np.zeros((CANON, CANON), bool)
+    mask[30:60, 20:90] = True
+    covered = np.zeros((CANON, CANON), bool)
+    covered[10:110, 10:100] = True
+    heat = np.where(mask, 2.0, 1.0) * covered
+    share, chance = region_share(heat, covered, mask)
+    a = (mask & covered).sum() / covered.sum()
+    assert chance == pytest.approx(a) and share / chance == pytest.approx(2 / (1 + a))
+    full = np.ones_like(covered)
+    raw = region_share(np.where(mask, 2.0, 1.0), full, mask)
+    flattered = region_share(stretched(np.where(mask, 2.0, 1.0)), full, mask)
+    assert flattered[0] / flattered[1] > 2 * raw[0] / raw[1]  # stretched, the rest of the face counts for nothing
+
+
+def test_pain_regions_come_from_the_phantoms_truth(tiny_phantom):
+    """The phantom records every region it draws, AU10's upper lip included; in the canonical face that region
+    lies between the nose and the mouth corners, partly outside the template's stand-in box."""
+    import json
+
+    from analysis.face_space import TEMPLATE_REGIONS, template_regions, truth_regions
+    from pipelines.phantom.synth import TRUTH_FILE
+
+    truth = pd.read_csv(tiny_phantom / TRUTH_FILE)
+    assert all("upper_lip" in json.loads(g)["regions"] for g in truth["geometry"])
+    regions = truth_regions(tiny_phantom / TRUTH_FILE)
+    assert set(regions) == {"brows", "eyes", "nose", "upper_lip"}
+    ys, xs = np.nonzero(regions["upper_lip"])
+    assert TEMPLATE[2][1] < ys.mean() < TEMPLATE[3][1] + 4 and TEMPLATE[3][0] - 8 < xs.mean() < TEMPLATE[4][0] + 8
+    assert (regions["upper_lip"] & ~template_regions()["upper_lip"]).any()
+    assert TEMPLATE_REGIONS.keys() == regions.keys()
+
+
 @pytest.fixture(scope="session")
 def smoke_report(smoke_study, tiny_phantom, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")

@@ -25,6 +25,17 @@ def test_icc_matches_the_published_example():
     assert (r.n_targets, r.n_raters) == (6, 4)
 
 
+def test_the_category_is_that_of_the_raters_consensus():
+    """The paper classes ICC(2,k) (FACS 0.751, 'excellent'): Shrout and Fleiss's table is low by ICC(2,1) (0.29)
+    and fair to good by ICC(2,k) (0.62), and the report names the latter."""
+    from analysis.icc import rater_agreement
+
+    rows = [{"image": f"i{t}", "rater": f"r{j}", "stimulus": "injection", "facs": float(v), "ncapc": float(v),
+             "wong_baker": float(v)} for t, row in enumerate(SHROUT_FLEISS) for j, v in enumerate(row)]
+    out = rater_agreement(pd.DataFrame(rows))
+    assert out["scales"]["facs"]["category"] == "fair to good"
+
+
 def test_perfect_agreement_and_categories():
     r = icc2([[1, 1, 1], [5, 5, 5], [3, 3, 3]])
     assert r.icc2_1 == pytest.approx(1.0) and r.icc2_k == pytest.approx(1.0)
@@ -44,7 +55,12 @@ def test_raters_cli_on_the_phantom(tiny_phantom, capsys):
         assert r["n_raters"] == ratings["rater"].nunique() and r["n_targets"] == ratings["image"].nunique()
         assert r["ci95_2_1"][0] <= r["icc2_1"] <= r["ci95_2_1"][1]
     assert set(out["by_stimulus"]) == set(ratings["stimulus"].astype(str))
-    assert 0 <= out["consensus_pain_share"] <= 1
+    aus = ratings[["au4", "au6", "au7", "au9", "au10", "au43"]]
+    facs = aus["au4"] + aus[["au6", "au7"]].max(axis=1) + aus[["au9", "au10"]].max(axis=1) + aus["au43"]
+    pain = (facs > 0).groupby(ratings["image"]).any()  # no pain only when every rater scored 0
+    assert out["consensus_pain_share"] == pytest.approx(pain.mean()) and out["n_images"] == len(pain)
+    for r in out["scales"].values():
+        assert r["category"] == fleiss_category(r["icc2_k"])
     assert main(["raters", str(csv)]) == 0
     table = capsys.readouterr().out
     assert "ICC(2,1)" in table and "Wong-Baker" in table and "pain by consensus" in table

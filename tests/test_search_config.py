@@ -36,17 +36,27 @@ def test_demo_config_has_a_scratch_and_an_application_network():
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
-def test_default_space_is_model_aware(model):
+def test_default_space_holds_the_papers_settings(model):
+    """The paper's learning rate (1e-3) and epochs (30) lie strictly inside the default ranges, and depth 0
+    (nothing frozen, its choice) is a value Optuna can propose, as 1 is."""
+    from optuna.distributions import FloatDistribution
+    from ray.tune.search.optuna import OptunaSearch
+
     from pipelines.models import get_spec
+    from search.space import PAPER
 
     spec = get_spec(model)
     space = default_space(model, pretrained_weights=True)
     lo, hi = space.learning_rate
-    assert 1e-5 <= lo < spec.learning_rate < hi <= 1e-2
-    assert space.epochs[1] == 50
+    assert lo < PAPER["learning_rate"] < hi and (lo, hi) == (1e-5, 1e-2)
+    assert space.epochs[0] < PAPER["epochs"] < space.epochs[1] == 50
     assert (space.finetune_depth is not None) == spec.pretrained
     assert default_space(model, pretrained_weights=False).finetune_depth is None  # nothing pretrained to freeze
     assert set(space.tune()) == {"learning_rate", "epochs"} | ({"finetune_depth"} if spec.pretrained else set())
+    if spec.pretrained:
+        depth = dict(OptunaSearch.convert_search_space(space.tune()))["finetune_depth"]
+        assert isinstance(depth, FloatDistribution) and depth.step == pytest.approx(0.1)
+        assert depth.low == PAPER["finetune_depth"] == 0.0 and depth.high == 1.0
 
 
 def test_space_override_narrows_the_bounds():

@@ -17,6 +17,7 @@ import pytest
 from cluster.cli import main
 from pipelines.storage import open_store
 from search.config import load_study_config
+from search.runners import RUNNERS, runner_for
 from search.study import searches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,14 +53,16 @@ def check_complete(uri: str, cfg, endpoint=None) -> dict:
         assert set(preds["image_id"]) == test_ids and preds["image_id"].is_unique
         assert ((preds["prob_0"] + preds["prob_1"] - 1).abs() < 1e-4).all()
         assert store.exists(key.path, "best", "model.h5")
-        # only the best trial keeps a checkpoint; every trial keeps its epochs
-        kept = [t for t in store.dirs(key.path, "train") if any(d.startswith("checkpoint_2") for d in store.dirs(key.path, "train", t))]
+        # only the chosen trial keeps checkpoints; every trial keeps its epochs
+        kept = [t for t in store.dirs(key.path, "train") if any(d.startswith("checkpoint_") for d in store.dirs(key.path, "train", t))]
         assert kept == [done["best_trial"]]
         for t in trials["trial_id"]:
             assert store.list(key.path, "train", t, "epochs")
             timing = [f for f in store.list(key.path, "timing") if f.startswith(f"{t}-")]
             assert len(timing) == 1, "a trial ran twice"
-            assert not json.loads(store.read_bytes(key.path, "timing", timing[0]))["driver_imported_tensorflow"]
+            # under Ray Train the trial's own process only drives the run: importing TensorFlow there costs seconds
+            imported = json.loads(store.read_bytes(key.path, "timing", timing[0]))["driver_imported_tensorflow"]
+            assert imported == (runner_for(cfg.resources.runner, cfg.resources.workers_per_trial) == "inline")
     summary = pd.read_csv(io.BytesIO(store.read_bytes("summary.csv")))
     assert len(summary) == len(searches(cfg)) and not summary[["model", "scenario", "fold"]].duplicated().any()
     return dones
@@ -99,8 +102,7 @@ def test_smoke_study_end_to_end(smoke_study, tiny_phantom):
 
 
 def test_existing_study_is_refused_without_resume(smoke_study, tiny_shards, capsys):
-    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "search.trials=1",
-                 "--storage", smoke_study["uri"]])
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", smoke_study["uri"]])
     err = capsys.readouterr().err
     assert code == 2 and "already holds a study" in err and "--resume" in err
 
@@ -108,8 +110,8 @@ def test_existing_study_is_refused_without_resume(smoke_study, tiny_shards, caps
 def test_resume_of_a_finished_study_runs_nothing(smoke_study, tiny_shards, capsys):
     store = open_store(smoke_study["uri"])
     before = {k: store.read_bytes(k.path, "done.json") for k in searches(smoke_study["cfg"])}
-    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "search.trials=1",
-                 "--storage", smoke_study["uri"], "--resume"])
+    code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", smoke_study["uri"],
+                 "--resume"])
     assert code == 0
     assert "12 of 12 searches already done" in capsys.readouterr().out
     assert before == {k: store.read_bytes(k.path, "done.json") for k in searches(smoke_study["cfg"])}
@@ -117,7 +119,7 @@ def test_resume_of_a_finished_study_runs_nothing(smoke_study, tiny_shards, capsy
 
 def test_resume_refuses_other_settings(smoke_study, tiny_shards, capsys):
     code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--set", "seed=7",
-                 "--set", "search.trials=1", "--storage", smoke_study["uri"], "--resume"])
+                 "--storage", smoke_study["uri"], "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "seed differ" in err
 
@@ -143,14 +145,15 @@ def test_a_study_started_before_a_setting_existed_resumes(tmp_path):
 # ------------------------------------------------------------------ failures
 
 
-def test_failing_trials_are_retried_then_recorded(tiny_shards, ray_local, tmp_path, capsys):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_failing_trials_are_retried_then_recorded(tiny_shards, ray_local, tmp_path, capsys, runner):
     """vgg16 asked for ImageNet weights from an empty folder fails in every attempt; the study records it and goes on."""
     empty = tmp_path / "no-weights"
     empty.mkdir()
     out = tmp_path / "results"
     code = main(["search", "run", "--config", str(SMOKE), "--set", f"shards={tiny_shards}", "--storage", str(out),
                  "--set", "models=[vgg16]", "--set", "scenarios=[external]", "--set", "search.trials=1", "--set", "search.retries=1",
-                 "--set", "train.weights=imagenet", "--set", f"train.weights_dir={empty}"])
+                 "--set", "train.weights=imagenet", "--set", f"train.weights_dir={empty}", "--set", f"resources.runner={runner}"])
     printed = capsys.readouterr().out
     assert code == 0
     store = open_store(str(out))
@@ -172,10 +175,11 @@ def test_failing_trials_are_retried_then_recorded(tiny_shards, ray_local, tmp_pa
     assert list(summary["status"]) == ["failed", "failed"]
 
 
-def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, monkeypatch):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, monkeypatch, runner):
     """ASHA stops trials part way. Here a scheduler stops every trial after its first epoch, so the stop is
-    certain: each stop must end that trial's Ray Train run, must not count as a failed attempt, and must let
-    the next trial start (with Tune's actor reuse, the second trial never started: the search hung)."""
+    certain: each stop must end that trial's run, must not count as a failed attempt, and must let the next
+    trial start (a Ray Train trial's actor cannot be reused: the search would hang; an inline one can)."""
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     from search import tuner
@@ -188,8 +192,8 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     monkeypatch.setattr(tuner, "scheduler", lambda cfg, max_epochs: StopAfterFirstEpoch())
     uri = str(tmp_path / "results")
     cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
-                                    "scenarios": ["subject_kfold"], "search": {"trials": 2, "time_budget_s": 150,
-                                                                               "space": {"epochs": [4, 4]}}})
+                                    "scenarios": ["subject_kfold"], "resources": {"runner": runner},
+                                    "search": {"trials": 2, "time_budget_s": 150, "space": {"epochs": [4, 4]}}})
     store = open_store(uri)
     start_study(cfg, store, False, print)
     write_folds(cfg, store)
@@ -229,17 +233,19 @@ def _s3_env(seaweed) -> dict[str, str]:
             "AWS_SECRET_ACCESS_KEY": seaweed["secret"], "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path):
-    """The smoke config cut to one network and scenario (two searches of two trials; CI's budget cannot hold
-    two whole smoke studies, and the whole one runs as a Ray job below), in local mode (the command starts
-    Ray in-process), results on S3. The driver, and the Ray it started, are SIGKILLed in the middle of a
-    search; --resume finishes the study from the S3 store: the finished search is not run again, nor is the
-    finished trial of the broken one, and no search is lost."""
-    uri = "s3://painsearch/local-study"
-    cut = {"models": ["weinet"], "scenarios": ["subject_kfold"]}
+@pytest.mark.parametrize("runner, cut", [
+    ("inline", {}),  # the whole smoke study, as a user on one machine runs it
+    ("ray_train", {"models": ["weinet"], "scenarios": ["subject_kfold"]}),  # two searches of two trials
+], ids=["inline-whole", "ray_train-cut"])
+def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path, runner, cut):
+    """The smoke config in local mode (the command starts Ray in-process), results on S3. The driver, and the Ray
+    it started, are SIGKILLed in the middle of a search; --resume finishes the study from the S3 store: the
+    finished search is not run again, nor is the finished trial of the broken one, and no search is lost."""
+    uri = f"s3://painsearch/local-study-{runner}"
     cmd = [sys.executable, "-m", "cluster.cli", "search", "run", "--config", str(SMOKE), "--storage", uri,
-           "--set", f"shards={tiny_shards}", "--set", "models=[weinet]", "--set", "scenarios=[subject_kfold]"]
-    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, **cut})
+           "--set", f"shards={tiny_shards}", "--set", f"resources.runner={runner}",
+           *[a for k, v in cut.items() for a in ("--set", f"{k}=[{','.join(v)}]")]]
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "resources": {"runner": runner}, **cut})
     keys = searches(cfg)
     first, second = keys[0].path, keys[1].path
     env = _s3_env(s3_env)
@@ -254,7 +260,7 @@ def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path):
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.time() < deadline, "the study did not get far enough to be killed half way"
             time.sleep(0.5)
-        time.sleep(3)  # the second search's first trial is finished; its second is running
+        time.sleep(2)  # the second search's first trial is finished; its second is running
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and every process it started (its own Ray)
         proc.wait()

@@ -189,3 +189,40 @@ def test_a_run_whose_owner_is_killed_gives_its_cpus_back(ray_local, tmp_path):
     while ray.available_resources().get("CPU", 0) < free:
         assert time.time() < deadline, "the killed run still holds its CPUs"
         time.sleep(0.5)
+
+
+def test_the_best_epochs_checkpoint_is_chosen_not_the_latest():
+    """Ray Train keeps the latest checkpoint besides the best-ranked one and names them by time; the test split
+    is scored with the checkpoint of the epoch that ranked the trial, never with the newest folder."""
+    from pipelines.training.checkpoint import best_of
+
+    states = {"checkpoint_2026-11-27_03-00-01.000000": {"epoch": 1, "best_epoch": 1},
+              "checkpoint_2026-11-27_03-00-09.000000": {"epoch": 3, "best_epoch": 1}}
+    assert best_of(states) == ("checkpoint_2026-11-27_03-00-01.000000", 1)
+    assert sorted(states)[-1] != best_of(states)[0]
+    with pytest.raises(ValueError, match="best epoch 2"):
+        best_of({"checkpoint_a": {"epoch": 3, "best_epoch": 2}})
+
+
+def test_an_inline_run_keeps_its_best_and_latest_checkpoints(tmp_path):
+    """What the inline runner keeps of a run: the best-ranked epoch and the latest (Ray Train's policy)."""
+    from pipelines.storage import open_store
+    from pipelines.training.checkpoint import RANK, best_of, rank
+    from search.runners import CheckpointKeeper, kept_states, latest_checkpoint
+
+    store = open_store(str(tmp_path / "store"))
+    keeper = CheckpointKeeper(store, "run")
+    best = -1
+    for epoch, improved in enumerate([True, True, False, False]):
+        best = epoch if improved else best
+        saved = tmp_path / f"e{epoch}"
+        saved.mkdir()
+        (saved / "model.h5").write_bytes(b"weights of epoch %d" % epoch)
+        (saved / "state.json").write_text(json.dumps({"epoch": epoch, "best_epoch": best}))
+        keeper.add(str(saved), epoch, {RANK: rank(epoch, improved)}[RANK])
+    states = kept_states(store, "run")
+    assert sorted(s["epoch"] for s in states.values()) == [1, 3]
+    folder, epoch = best_of(states)
+    assert epoch == 1 and store.read_bytes("run", folder, "model.h5") == b"weights of epoch 1"
+    assert states[latest_checkpoint(store, "run")]["epoch"] == 3
+    assert CheckpointKeeper(store, "run").kept == keeper.kept  # a restarted trial knows what it kept

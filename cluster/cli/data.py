@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import get_args
 
 from cluster.cli.options import help_for
-from pipelines.config import PrepareConfig, PreprocessConfig
+from pipelines.config import Background, PrepareConfig, PreprocessConfig
 from pipelines.errors import PainsearchError
 
 
@@ -94,7 +95,7 @@ def add(sub) -> None:
     pr.add_argument("--manifest", metavar="CSV", help="manifest CSV (path,subject,label[,level,sequence,frame,dataset])")
     pr.add_argument("--cppain", metavar="DIR", help="CP-PAIN folder: images plus ratings.csv")
     pr.add_argument("--out", metavar="URI", help="output folder or s3://bucket/prefix")
-    pr.add_argument("--background", choices=list(PreprocessConfig.model_fields["background"].annotation.__args__),
+    pr.add_argument("--background", choices=list(get_args(Background)),
                     help=help_for(PreprocessConfig, "background", "background removal"))
     pr.add_argument("--size", type=int, help=help_for(PreprocessConfig, "size"))
     pr.add_argument("--u2net-dir", dest="u2net_dir", metavar="DIR", help=help_for(PreprocessConfig, "u2net_dir"))

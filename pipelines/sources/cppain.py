@@ -24,7 +24,6 @@ from pipelines.labels import consensus_label, facs_score
 
 RATINGS_FILE = "ratings.csv"
 AU_COLUMNS = ("au4", "au6", "au7", "au9", "au10", "au43")
-SCORE_COLUMNS = ("facs", "ncapc", "wong_baker")
 COLUMNS = ("image", "subject", "video", "stimulus", "rater", *AU_COLUMNS, "ncapc", "wong_baker")
 EXPECTED = f"a CP-PAIN folder (images plus {RATINGS_FILE} with columns {', '.join(COLUMNS)})"
 

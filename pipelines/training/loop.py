@@ -113,7 +113,7 @@ def run(
             probs = predict(model, val[0], max(1, cfg.batch_size))
             metrics = {f"val_{k}": v for k, v in classification_metrics(val[1], probs).items()}
         improved = patience.update(epoch, metrics) if val is not None else _always(patience, epoch)
-        metrics.update({"epoch": epoch, "train_loss": float(history.history["loss"][-1]),
+        metrics.update({"epoch": epoch, "epochs_done": epoch + 1, "train_loss": float(history.history["loss"][-1]),
                         "train_accuracy": float(history.history["accuracy"][-1]),
                         "best_epoch": patience.best_epoch, checkpoint.RANK: checkpoint.rank(epoch, improved),
                         # where the time goes (benchmarks/trial_overhead.py): Keras fit, validation, since the loop began
