@@ -1,18 +1,21 @@
-"""Per-trial overhead of the study: a trial's wall time minus the time Keras spends in `fit`.
+"""Per-trial overhead of the study under each trial runner: a trial's wall time minus the time Keras spends in `fit`.
 
-Runs the smoke study (configs/smoke.yaml: 2 networks x 3 scenarios x 2 folds x 2 trials, 1 epoch,
-32 px) on the tiny phantom and splits every trial's wall time, from what the trials themselves
-recorded (timing/*.json and the per-epoch metrics):
+Runs the smoke study (configs/smoke.yaml: 2 networks x 3 scenarios x 2 folds x 2 trials, 1 epoch, 32 px)
+on the tiny phantom once per runner (`resources.runner`: `ray_train`, a Ray Train run per trial; `inline`,
+the loop in the trial's reused Tune actor), alternated when repeated, and splits every trial's wall time
+from what the trials themselves recorded (timing/*.json and the per-epoch metrics):
 
-  driver set-up     the Tune trial function before `trainer.fit`: fold ids, the Ray Datasets, the trainer
-  Ray Train         `trainer.fit` minus the worker's loop: controller, worker group, placement groups, teardown
-  worker set-up     the worker's loop before the first epoch: strategy, validation split read, model build
+  before the loop   the trial function before the Keras loop starts: for ray_train the Ray Train run's
+                    start-up (controller, workers, their TensorFlow import, placement) and teardown; for
+                    inline the fold's images (read and decoded once per actor) and, on a fresh actor, the
+                    TensorFlow import
+  model build       the loop before its first epoch: strategy, model build and compile
   fit               Keras `fit` (what the trial is for)
-  eval + report     scoring the validation split, checkpoint and report after each epoch
+  eval + report     scoring the validation split, the checkpoint and the report after each epoch
 
-Writes median and spread to BENCHMARKS.md between the `trial_overhead` markers.
+Writes medians and spread to BENCHMARKS.md between the `trial_overhead` markers.
 
-    .venv/bin/python benchmarks/trial_overhead.py [--trials 2] [--folds 2]
+    .venv/bin/python benchmarks/trial_overhead.py [--trials 2] [--folds 2] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -25,15 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cluster.local  # noqa: E402,F401
 from pipelines.bootstrap import torch_first  # noqa: E402
 
-torch_first()  # this process detects faces and trains
+torch_first()  # this process detects faces (prepare) before anything imports TensorFlow
 
 import numpy as np  # noqa: E402
 
@@ -45,56 +46,21 @@ from pipelines.shards.prepare import prepare  # noqa: E402
 from pipelines.storage import open_store  # noqa: E402
 from pipelines.training.ray_train import read_epochs  # noqa: E402
 from search.config import load_study_config  # noqa: E402
+from search.layout import TIMING_DIR, TRAIN_DIR  # noqa: E402
 from search.study import run_study, searches  # noqa: E402
 
-RAY_TRAIN_NOTE = ("Ray Train's part is its own machinery: each run starts its controller, a worker, a synchronization "
-                  "actor, a dataset manager, a placement-group cleaner and Tune's report queue, each a new process. "
-                  "painsearch trims what it controls: neither the trial's Tune process nor the controller imports "
-                  "TensorFlow (the stock TensorflowConfig's package does, and the stock TensorflowTrainer imports that "
-                  'package; see the empty-run rows above), one worker reads an unsplit dataset (no split coordinator) '
-                  'and trains without MultiWorkerMirroredStrategy, Ray Train polls every 0.5 s and its preemption '
-                  "watcher is off, the fold's rows are read once per trial into the object store, Ray Data's decode "
-                  "tasks ask for a quarter of a CPU (at one CPU, four concurrent trials' workers held every core, their"
-                  " decode tasks waited and the cores stood about 80 % idle). Tune's trial actors are not reused: a "
-                  "reused actor could not be reset while a stopped trial's run wound down, and the search hung "
-                  '(search/tuner.py).')
-PARTS = ("driver set-up", "Ray Train", "worker set-up", "fit", "eval + report")
+RUNNERS = ("ray_train", "inline")
+PARTS = ("before the loop", "model build", "fit", "eval + report")
 
 
 def trial_parts(store, key, timing: dict) -> dict[str, float]:
-    epochs = read_epochs(store.uri, f"{key.path}/train/{timing['trial_id']}")
+    epochs = read_epochs(store.uri, key.of(TRAIN_DIR, timing["trial_id"]))
     fit = sum(e["time_fit_s"] for e in epochs)
-    evals = sum(e["time_eval_s"] for e in epochs)
-    worker_total = epochs[-1]["time_since_start_s"]
+    loop = epochs[-1]["time_since_start_s"]
     first = epochs[0]
-    worker_setup = first["time_since_start_s"] - first["time_fit_s"] - first["time_eval_s"]
-    return {"wall": timing["wall_s"], "driver set-up": timing["setup_s"], "Ray Train": timing["fit_s"] - worker_total,
-            "worker set-up": worker_setup, "fit": fit, "eval + report": worker_total - worker_setup - fit,
-            "eval": evals}
-
-
-def _empty_loop(config: dict) -> None:
-    """A train loop that does nothing: what is left is Ray Train's own cost per run."""
-
-
-def empty_runs(repeats: int, work: Path) -> dict[str, list[float]]:
-    """Empty TensorflowTrainer runs alone on the machine, the stock TensorflowConfig and painsearch's
-    KerasConfig alternated (one worker, 0.5 CPU, as a smoke trial)."""
-    from ray.train import DataConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowConfig, TensorflowTrainer
-
-    from pipelines.training.tf_backend import KerasConfig
-
-    times: dict[str, list[float]] = {"TensorflowConfig (stock)": [], "KerasConfig (painsearch)": []}
-    for i in range(repeats):
-        for label, backend in (("TensorflowConfig (stock)", TensorflowConfig), ("KerasConfig (painsearch)", KerasConfig)):
-            t = time.perf_counter()
-            TensorflowTrainer(_empty_loop, tensorflow_config=backend(),
-                              scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
-                              dataset_config=DataConfig(datasets_to_split=[]),
-                              run_config=RunConfig(storage_path=str(work / "empty"), name=f"{backend.__name__}-{i}")).fit()
-            times[label].append(time.perf_counter() - t)
-    return times
+    build = first["time_since_start_s"] - first["time_fit_s"] - first["time_eval_s"]
+    return {"wall": timing["wall_s"], "before the loop": timing["wall_s"] - loop, "model build": build, "fit": fit,
+            "eval + report": loop - build - fit, "reused": bool(timing.get("tensorflow_loaded_before"))}
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -104,80 +70,86 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def run_once(work: Path, runner: str, index: int, args) -> dict:
+    cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
+        "shards": str(work / "shards"), "storage": str(work / f"results-{runner}-{index}"),
+        "folds": args.folds, "search": {"trials": args.trials, "verbose": 0}, "resources": {"runner": runner}})
+    t0, (busy0, total0) = time.perf_counter(), cpu_ticks()
+    run_study(cfg, log=lambda m: print(f"{runner}: {m}", flush=True))
+    seconds = time.perf_counter() - t0
+    busy1, total1 = cpu_ticks()
+    store = open_store(cfg.storage)
+    rows = [trial_parts(store, key, json.loads(store.read_bytes(key.path, TIMING_DIR, f)))
+            for key in searches(cfg) for f in store.list(key.path, TIMING_DIR)]
+    return {"seconds": seconds, "busy": (busy1 - busy0) / max(total1 - total0, 1), "rows": rows, "cfg": cfg}
+
+
+def stat(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{np.median(v):.1f} s ({np.percentile(v, 10):.1f}-{np.percentile(v, 90):.1f})"
+
+
+def share(rows: list[dict]) -> float:
+    """The median over trials of (wall - fit) / wall."""
+    return float(np.median([(r["wall"] - r["fit"]) / r["wall"] for r in rows]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--folds", type=int, default=2)
-    ap.add_argument("--empty-repeats", type=int, default=3, help="empty TensorflowTrainer runs per backend config")
+    ap.add_argument("--repeats", type=int, default=1, help="studies per runner, the runners alternated")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="painsearch-bench-"))
     synth(work / "phantom", scale="tiny", seed=0)
-    root = work / "phantom"
-    prepare(prepare_config({
-        "sources": sources(root),
-        "out": str(work / "shards"), "frames_per_subject_class": 4, "engine": "local", "chunk_size": 16,
-        "preprocess": {"size": 32, "background": "grabcut"}}), log=lambda m: None)
-    cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
-        "shards": str(work / "shards"), "storage": str(work / "results"),
-        "folds": args.folds, "search": {"trials": args.trials, "verbose": 0}})
+    prepare(prepare_config({"sources": sources(work / "phantom"), "out": str(work / "shards"),
+                            "frames_per_subject_class": 4, "engine": "local", "chunk_size": 16,
+                            "preprocess": {"size": 32, "background": "grabcut"}}), log=lambda m: None)
     ensure_ray(num_cpus=os.cpu_count())
-    t0, (busy0, total0) = time.perf_counter(), cpu_ticks()
-    run_study(cfg, log=lambda m: print(m, flush=True))
-    study_s = time.perf_counter() - t0
-    busy1, total1 = cpu_ticks()
-    busy_share = (busy1 - busy0) / max(total1 - total0, 1)
+    runs: dict[str, list[dict]] = {r: [] for r in RUNNERS}
+    for i in range(args.repeats):
+        for runner in (RUNNERS if i % 2 == 0 else RUNNERS[::-1]):
+            runs[runner].append(run_once(work, runner, i, args))
 
-    store = open_store(cfg.storage)
-    rows = []
-    for key in searches(cfg):
-        for f in store.list(key.path, "timing"):
-            rows.append(trial_parts(store, key, json.loads(store.read_bytes(key.path, "timing", f))))
-    wall = np.array([r["wall"] for r in rows])
-    overhead = wall - np.array([r["fit"] for r in rows])
-
-    def stat(values) -> str:
-        v = np.asarray(values)
-        return f"{np.median(v):.1f} s ({np.percentile(v, 10):.1f}-{np.percentile(v, 90):.1f})"
-
+    rows = {r: [row for run in runs[r] for row in run["rows"]] for r in RUNNERS}
+    study = {r: float(np.median([run["seconds"] for run in runs[r]])) for r in RUNNERS}
+    cfg = runs["inline"][0]["cfg"]
+    n = len(rows["inline"]) // args.repeats
     lines = [
         machine(),
-        f"Command: `.venv/bin/python benchmarks/trial_overhead.py --trials {args.trials} --folds {args.folds} --empty-repeats {args.empty_repeats}` "
-        f"(the smoke study: {len(cfg.models)} networks x {len(cfg.scenarios)} scenarios x {cfg.folds} folds x "
-        f"{args.trials} trials = {len(rows)} trials, 1 epoch each, 32 px, tiny phantom; whole study {study_s:.0f} s, "
-        f"the cores busy {100 * busy_share:.0f} % of it).",
+        f"Command: `.venv/bin/python benchmarks/trial_overhead.py --trials {args.trials} --folds {args.folds} "
+        f"--repeats {args.repeats}` (the smoke study: {len(cfg.models)} networks x {len(cfg.scenarios)} scenarios x "
+        f"{cfg.folds} folds x {args.trials} trials = {n} trials, 1 epoch each, 32 px, tiny phantom, "
+        f"{cfg.search.concurrent_searches} searches at once; the two runners alternated in one run"
+        + (f", {args.repeats} studies each, medians" if args.repeats > 1 else "") + ").",
         "",
-        "Per trial: median (10th-90th percentile).",
-        "",
-        "| part | time per trial |",
-        "|---|---|",
-        f"| wall | {stat(wall)} |",
-        f"| overhead = wall - Keras fit | {stat(overhead)} |",
-        *[f"| {p} | {stat([r[p] for r in rows])} |" for p in PARTS],
-        "",
-    ]
-    empty = empty_runs(args.empty_repeats, work)
-    lines += [
-        f"An empty TensorflowTrainer run (a loop that does nothing; one worker; alone on the machine, after the study; "
-        f"median of {args.empty_repeats}, the two configs alternated):",
-        "",
-        "| backend config | empty run |",
-        "|---|---|",
-        *[f"| {k} | {np.median(v):.1f} s ({min(v):.1f}-{max(v):.1f}) |" for k, v in empty.items()],
+        "| | ray_train | inline |",
+        "|---|---|---|",
+        f"| whole study | {study['ray_train']:.0f} s | {study['inline']:.0f} s ({study['ray_train'] / study['inline']:.1f}x faster) |",
+        "| cores busy | " + " | ".join(f"{100 * np.mean([run['busy'] for run in runs[r]]):.0f} %" for r in RUNNERS) + " |",
+        "| trial wall | " + " | ".join(stat([x['wall'] for x in rows[r]]) for r in RUNNERS) + " |",
+        "| overhead = wall - Keras fit | " + " | ".join(stat([x['wall'] - x['fit'] for x in rows[r]]) for r in RUNNERS) + " |",
+        "| overhead share of the trial's wall (median) | " + " | ".join(f"{100 * share(rows[r]):.0f} %" for r in RUNNERS) + " |",
+        *[f"| {p} | " + " | ".join(stat([x[p] for x in rows[r]]) for r in RUNNERS) + " |" for p in PARTS],
         "",
     ]
-    shares = {p: float(np.median([r[p] for r in rows])) for p in PARTS if p != "fit"}
-    top = max(shares, key=shares.get)
+    reused = [x for x in rows["inline"] if x["reused"]]
+    fresh = [x for x in rows["inline"] if not x["reused"]]
+    if reused and fresh:
+        lines.append(
+            f"Per trial: median (10th-90th percentile). Of the inline trials, {len(fresh)} started on a fresh Tune actor "
+            f"and imported TensorFlow (overhead {100 * share(fresh):.0f} % of their wall), {len(reused)} on a reused one "
+            f"({100 * share(reused):.0f} %); with {cfg.search.max_concurrent_trials} trial at a time and {args.trials} "
+            f"trials per search, half the trials start an actor, where a paper search of 20 trials at 4 at a time "
+            f"starts one for every five.")
     lines.append(
-        f"The overhead is dominated by **{top}** ({shares[top]:.1f} s of a median {np.median(overhead):.1f} s). "
-        f"{cfg.search.concurrent_searches} searches run at once on the {os.cpu_count()} cores, so each part "
-        "includes waiting for a core. "
-        "It is a fixed cost per trial (process start-up and placement, not per image): on a GPU node, where an "
-        "epoch of PAIN-DB takes seconds and a trial runs tens of epochs, it is a small share of the trial; on this "
-        "CPU, with one-epoch trials of a few dozen images, it is nearly all of it. "
-        + RAY_TRAIN_NOTE
-    )
+        "Overhead is what a trial costs besides training: under ray_train each trial starts a Ray Train run (its "
+        "controller, a worker that imports TensorFlow, a synchronization actor, a placement-group cleaner), which is a "
+        "fixed cost per trial; inline, the trial's Tune actor keeps TensorFlow, the model code and the fold's decoded "
+        "images from one trial to the next. On a GPU node an epoch of PAIN-DB takes seconds and a trial tens of "
+        "epochs, so the fixed cost matters most where ASHA stops trials after a few epochs.")
     block = "\n".join(lines)
     print(block)
     write_block(args.out, "trial_overhead", "Trial overhead (the study)", block)

@@ -3,11 +3,12 @@
 - `TF_USE_LEGACY_KERAS=1`: the training loop is written against tf-keras, because Keras 3 with
   MultiWorkerMirroredStrategy fails under Ray Train (reference/stack-notes.md). TensorFlow reads the
   variable once, at import, so it is set here, as a default the user may override.
-- torch and torchvision before TensorFlow: importing torchvision after TensorFlow kills the process
-  with a segmentation fault (torch 2.14.1, torchvision 0.29.1, TensorFlow 2.21); the other order works.
-  A process that may both detect faces (MTCNN: torch) and train imports `tensorflow()` from here.
-  Where TensorFlow is already loaded (Ray Train's own processes) torch is left out: those never
-  detect faces, and `pipelines.preprocess.faces.FaceDetector` refuses to load there instead of crashing.
+- torch and torchvision before TensorFlow, in a process that both detects faces (MTCNN: torch) and
+  runs a network: importing torchvision after TensorFlow kills the process with a segmentation fault
+  (torch 2.14.1, torchvision 0.29.1, TensorFlow 2.21); the other order works. Such a process calls
+  `torch_first()` before anything imports TensorFlow. The processes that only train or explain (trials,
+  Ray Train workers, scoring and LIME tasks) never import torch, which costs seconds each, and
+  `pipelines.preprocess.faces.FaceDetector` refuses to load after TensorFlow instead of crashing.
 
 Ray workers get the same variables through the runtime env (`cluster.local.RUNTIME_ENV_VARS`), and the
 deploy files set them for their nodes: those are not Python and keep their own setting.
@@ -32,8 +33,7 @@ def torch_first() -> None:
 
 
 def tensorflow():
-    """The `tensorflow` module, imported in the one safe order; what every TensorFlow user calls."""
-    torch_first()
+    """The `tensorflow` module, imported with the settings above in place; what every TensorFlow user calls."""
     import tensorflow as tf
 
     return tf

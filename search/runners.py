@@ -67,6 +67,23 @@ def download(store: Store, run: str, folder: str) -> str:
     return local
 
 
+def resume_point(store: Store, run: str, cfg) -> tuple[str | None, dict[str, Any] | None]:
+    """Where a restarted trial continues: (its latest checkpoint's folder, or None), and, when that checkpoint
+    ends the run (last epoch done, or patience ran out), the metrics of that epoch, which the trial reports
+    again in place of training: Tune needs a result, and its record of the run may predate the kill."""
+    import json
+
+    from pipelines.training.ray_train import EPOCHS_DIR
+
+    latest = latest_checkpoint(store, run)
+    if latest is None:
+        return None, None
+    state = kept_states(store, run)[latest]
+    if not checkpoint.finished(state, cfg.epochs, cfg.monitor, cfg.patience):
+        return latest, None
+    return latest, json.loads(store.read_bytes(run, EPOCHS_DIR, f"{int(state['epoch']):04d}.json"))
+
+
 def fold_arrays(ctx, fold) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The fold's (train, val) images decoded at the trial's size, from this actor's cache when its last trial
     trained on the same fold: the shards are read and decoded once per actor and fold."""
@@ -120,10 +137,13 @@ def run_inline(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -
     keras.backend.clear_session()  # the reused actor's previous trial leaves its graph and layers behind
     gc.collect()
     cfg = ctx.train_config(config)
-    train, val = fold_arrays(ctx, fold)
     run = ctx.key.of(TRAIN_DIR, trial_id)
+    latest, last = resume_point(store, run, cfg)
+    if last is not None:
+        tune.report(last)
+        return
+    train, val = fold_arrays(ctx, fold)
     keeper = CheckpointKeeper(store, run)
-    latest = latest_checkpoint(store, run)
     restore = download(store, run, latest) if latest else None
 
     def report(metrics: dict[str, Any], saved: str | None) -> None:
@@ -137,6 +157,7 @@ def run_inline(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -
 
 def run_ray_train(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -> None:
     """One Ray Train run; every epoch reaches Tune through Tune's callback."""
+    from ray import tune
     from ray.train import Checkpoint
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -144,11 +165,15 @@ def run_ray_train(ctx, config: dict[str, Any], trial_id: str, store: Store, fold
     from search.folds import fold_datasets, role_ids
     from search.layout import TRAIN_DIR
 
-    train_ds, val_ds = fold_datasets(ctx.shards, ctx.endpoint, role_ids(fold))
+    cfg = ctx.train_config(config)
     run = ctx.key.of(TRAIN_DIR, trial_id)
-    latest = latest_checkpoint(store, run)
+    latest, last = resume_point(store, run, cfg)
+    if last is not None:
+        tune.report(last)
+        return
+    train_ds, val_ds = fold_datasets(ctx.shards, ctx.endpoint, role_ids(fold))
     trainer = make_trainer(
-        ctx.train_config(config), train_ds, val_ds, storage_path=store.uri_of(ctx.key.path, TRAIN_DIR), name=trial_id,
+        cfg, train_ds, val_ds, storage_path=store.uri_of(ctx.key.path, TRAIN_DIR), name=trial_id,
         workers=ctx.workers, use_gpu=ctx.gpus_per_worker > 0, gpus_per_worker=ctx.gpus_per_worker or 1.0,
         cpus_per_worker=ctx.cpus_per_worker, endpoint=ctx.endpoint, callbacks=[TuneReportCallback()],
         labels=fold.loc[fold["role"] == "train", "label"].to_numpy(), placement_strategy=ctx.placement,

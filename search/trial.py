@@ -82,11 +82,14 @@ def record_attempt(store: Store, key: SearchKey, trial_id: str, exc: BaseExcepti
     store.write_bytes(json.dumps(record).encode(), key.path, ATTEMPTS_DIR, numbered(trial_id, attempt))
 
 
-def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float) -> None:
+def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,
+                  tensorflow_loaded_before: bool) -> None:
     timing = {"trial_id": trial_id, "wall_s": time.time() - started, "setup_s": fit_started - started,
               "fit_s": time.time() - fit_started,
-              # this process only drives the run; importing TensorFlow here costs every trial seconds of CPU
-              "driver_imported_tensorflow": "tensorflow" in sys.modules}
+              # a Ray Train trial's process only drives the run: importing TensorFlow there costs every trial seconds;
+              # an inline trial trains here, and its reused actor has TensorFlow loaded from an earlier trial
+              "driver_imported_tensorflow": "tensorflow" in sys.modules,
+              "tensorflow_loaded_before": tensorflow_loaded_before}
     runs = len(of_trial(store.list(key.path, TIMING_DIR), trial_id))
     store.write_bytes(json.dumps(timing).encode(), key.path, TIMING_DIR, numbered(trial_id, runs))
 
@@ -102,12 +105,12 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     session = train_session()  # taken now: Tune drops it when it stops the trial
     store = ctx.store()
-    started = time.time()
+    started, loaded = time.time(), "tensorflow" in sys.modules
     try:
         fold = fold_table(store, ctx.key)
         fit_started = time.time()
         RUN[ctx.runner](ctx, config, trial_id, store, fold)
-        record_timing(store, ctx.key, trial_id, started, fit_started)
+        record_timing(store, ctx.key, trial_id, started, fit_started, loaded)
     except Exception as exc:
         # Tune stopped this trial (ASHA, or the search ended): under Ray Train it removes the trial's placement
         # group, which takes the run down with it; that is not a failed attempt (an inline trial leaves quietly)

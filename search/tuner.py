@@ -122,14 +122,27 @@ def best_epoch(epochs: pd.DataFrame, metric: str, mode: str) -> tuple[float | No
     return float(epochs.loc[at, metric]), int(epochs.loc[at, "epoch"])
 
 
+def _trial_id(result) -> str:
+    """A Tune result's trial id: in its metrics, or (a trial that never reported) in its folder's name,
+    `trial_<search>_<id>_<n>_<params>_<date>`."""
+    import re
+
+    found = (result.metrics or {}).get("trial_id")
+    return found or re.search(r"_([0-9a-f]{8})_\d+_", result.path.rsplit("/", 1)[-1]).group(1)
+
+
 def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.DataFrame:
+    """One row per trial. Scores come from the epochs the trial's run logged in the store, the record that
+    survives a kill, not from Tune's, which a restarted trial may have missed an epoch of."""
+    from pipelines.training.ray_train import read_epochs
+
     metric, mode = cfg.search.metric, cfg.metric_mode
     attempts = _attempts(store, key)
     rows = []
     for r in results:
-        df = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
-        trial_id = (r.metrics or {}).get("trial_id")
-        score, epoch = best_epoch(df.reset_index(drop=True), metric, mode)
+        trial_id = _trial_id(r)
+        df = pd.DataFrame(read_epochs(store.uri, key.of(TRAIN_DIR, trial_id)))
+        score, epoch = best_epoch(df, metric, mode)
         fails = attempts.get(trial_id, [])
         rows.append({
             "trial_id": trial_id, "status": "failed" if r.error else "ok", **params_of(r.config or {}),

@@ -179,9 +179,15 @@ def test_models_cli_prints_table_3():
 
 
 def test_detector_and_trainer_live_in_one_process():
-    """torchvision imported after TensorFlow segfaults here; importing TensorFlow through pipelines.bootstrap prevents it."""
-    code = ("import numpy as np; from pipelines.bootstrap import tensorflow; tensorflow(); "
+    """torchvision imported after TensorFlow segfaults here: `torch_first` prevents it, and without it the detector
+    refuses to load with a sentence instead of crashing."""
+    code = ("import numpy as np; from pipelines.bootstrap import tensorflow, torch_first; torch_first(); tensorflow(); "
             "from facenet_pytorch import MTCNN; "
             "MTCNN(keep_all=True).detect(np.zeros((64, 64, 3), np.uint8)); print('alive')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "alive" in r.stdout, r.stderr[-500:]
+    refused = ("from pipelines.bootstrap import tensorflow; tensorflow(); from pipelines.config import PreprocessConfig; "
+               "from pipelines.errors import PainsearchError; from pipelines.preprocess.faces import FaceDetector\n"
+               "try:\n    FaceDetector(PreprocessConfig())\nexcept PainsearchError as e:\n    print('refused:', e)")
+    r = subprocess.run([sys.executable, "-c", refused], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "refused: Face detection cannot start" in r.stdout, r.stderr[-500:]

@@ -52,7 +52,8 @@ def check_complete(uri: str, cfg, endpoint=None) -> dict:
         preds = pd.read_parquet(io.BytesIO(store.read_bytes(key.path, "predictions.parquet")))
         assert set(preds["image_id"]) == test_ids and preds["image_id"].is_unique
         assert ((preds["prob_0"] + preds["prob_1"] - 1).abs() < 1e-4).all()
-        assert store.exists(key.path, "best", "model.h5")
+        choice = json.loads(store.read_bytes(key.path, "best", "trial.json"))
+        assert store.exists(key.path, "best", choice["scored_weights"]) and choice["trial_id"] == done["best_trial"]
         # only the chosen trial keeps checkpoints; every trial keeps its epochs
         kept = [t for t in store.dirs(key.path, "train") if any(d.startswith("checkpoint_") for d in store.dirs(key.path, "train", t))]
         assert kept == [done["best_trial"]]

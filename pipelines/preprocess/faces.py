@@ -28,8 +28,8 @@ class FaceDetector:
         if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
             raise PainsearchError(
                 "Face detection cannot start in a process that loaded TensorFlow before torchvision (that "
-                "order crashes); import pipelines.models (or torchvision) before TensorFlow, or run prepare "
-                "in its own process."
+                "order crashes); call pipelines.bootstrap.torch_first() before TensorFlow is imported, or run "
+                "prepare in its own process."
             )
         import torch
         from facenet_pytorch import MTCNN

@@ -27,6 +27,13 @@ def read_state(directory: str | Path) -> dict[str, Any]:
     return json.loads((Path(directory) / STATE_FILE).read_text())
 
 
+def finished(state: dict[str, Any], epochs: int, monitor: str, patience: int) -> bool:
+    """Whether a run restored from `state` has nothing left to train: its last epoch is done, or patience ran out."""
+    from pipelines.training.early_stopping import Patience
+
+    return int(state["epoch"]) + 1 >= epochs or Patience.restore(monitor, patience, state).stop
+
+
 def rank(epoch: int, improved: bool) -> int:
     return epoch if improved else -1
 

@@ -104,7 +104,7 @@ def run(
         model.load_weights(str(Path(restore_dir) / checkpoint.WEIGHTS_FILE))
         state = checkpoint.read_state(restore_dir)
         start, patience = state["epoch"] + 1, Patience.restore(cfg.monitor, patience.patience, state)
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, cfg.epochs if not patience.stop else start):
         t_fit = time.perf_counter()
         history = model.fit(epoch_data(epoch), epochs=1, verbose=0, class_weight=class_weight)
         t_eval = time.perf_counter()
