@@ -75,6 +75,15 @@ def _table(df: pd.DataFrame, scale: str) -> np.ndarray:
 def rater_agreement(ratings: pd.DataFrame) -> dict:
     """Per scale, overall and by stimulus type (the paper's Table 4), plus the consensus pain share."""
     from pipelines.labels import consensus_label
+    from pipelines.sources.cppain import twice_rated
+
+    twice = twice_rated(ratings)
+    if twice:
+        image, rater = next(iter(twice.items()))
+        raise PainsearchError(
+            f"The ratings rate {len(twice)} image(s) more than once by the same rater ({image} by {rater}, first); an ICC "
+            f"needs one rating per image and rater: keep one of each and run again."
+        )
 
     def per_scale(df: pd.DataFrame) -> dict:
         out = {}

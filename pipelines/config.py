@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipelines.errors import PainsearchError
 from pipelines.models.specs import MODEL_NAMES, get_spec
 
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"  # 2: rows record whether their background was removed
 Background = Literal["u2net_human_seg", "grabcut", "none"]
 
 
@@ -33,7 +33,8 @@ class PreprocessConfig(Strict):
     detect_max_side: int = Field(1024, ge=160, description="larger frames are downscaled for detection")
     background: Background = "u2net_human_seg"
     u2net_dir: str | None = Field(None, description="folder holding u2net_human_seg.onnx (else rembg's cache)")
-    max_image_pixels: int = Field(120_000_000, ge=1_000_000, description="larger images are refused as decompression bombs")
+    max_image_pixels: int = Field(120_000_000, ge=1_000_000, le=178_956_970,
+                                  description="larger images are refused as decompression bombs (at most Pillow's own limit)")
 
 
 class SourcesConfig(Strict):
@@ -59,6 +60,7 @@ class PrepareConfig(Strict):
     threads_per_worker: int = Field(1, ge=1)
     chunk_size: int = Field(32, ge=1, description="images per shard file and unit of resumable work")
     subject_key_file: str | None = None
+    allow_outside_paths: bool = Field(False, description="let manifest and ratings paths leave their own folder")
     s3_endpoint: str | None = None
 
     @field_validator("out")
@@ -87,7 +89,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise PainsearchError(f"The config file {path} does not exist; pass the path of a YAML config (see configs/).")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PainsearchError(f"The config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from exc
     except yaml.YAMLError as exc:
         raise PainsearchError(f"The config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax.") from exc
     if not isinstance(data, dict):

@@ -32,6 +32,11 @@ def load_key(key_file: str | Path | None = None, demo: bool = False) -> bytes:
         key = path.read_bytes().strip()
     elif os.environ.get(KEY_ENV):
         key = os.environ[KEY_ENV].encode()
+        if not key.strip():
+            raise PainsearchError(
+                f"{KEY_ENV} is blank (only spaces); set it to a secret of at least {MIN_KEY_BYTES} characters, for "
+                f"example `export {KEY_ENV}=$(openssl rand -hex 32)`."
+            )
     elif demo:
         return DEMO_KEY
     else:

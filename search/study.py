@@ -20,6 +20,7 @@ from pipelines import retries
 from search.folds import make_folds
 from search.layout import (DONE, FORMAT, FORMAT_VERSION, STUDY, SUMMARY, SearchKey, folds_file, read_parquet,
                            search_keys)
+from search.lease import Lease
 from search.tuner import run_search
 
 
@@ -155,12 +156,18 @@ def check_inputs(cfg: StudyConfig, storage: str | None = None) -> None:
 
 def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False,
               log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run every search not yet done, `concurrent_searches` at a time; return the summary (one row per search)."""
-    import ray
-
+    """Run every search not yet done, `concurrent_searches` at a time; return the summary (one row per search).
+    The driver holds the study's lease while it runs (`search.lease`): a second driver is refused."""
     cfg = cfg.model_copy(update={"storage": storage or cfg.storage})
     check_inputs(cfg)
     store = open_store(cfg.storage, cfg.s3_endpoint)
+    with Lease(store):
+        return _run(cfg, store, resume, log)
+
+
+def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> pd.DataFrame:
+    import ray
+
     start_study(cfg, store, resume, log)
     write_folds(cfg, store)
     todo = [k for k in searches(cfg) if not store.exists(k.path, DONE)]

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines.config import TrainConfig
+from pipelines.errors import PainsearchError
 from pipelines.ray_compat import session_stopped, train_session
 from pipelines.storage import Store, open_store
 from search.folds import fold_table
@@ -67,19 +68,55 @@ def root_error(text: str, fallback: str) -> str:
     return fallback
 
 
-def error_kind(text: str) -> str:
-    """`out_of_memory` for the ways TensorFlow and Ray report running out of memory, else `error`."""
-    needles = ("OutOfMemoryError", "ResourceExhaustedError", "OOM when allocating", "out of memory", "MemoryError")
-    return "out_of_memory" if any(n in text for n in needles) else "error"
+# The kinds of a failed attempt: `out_of_memory` (the memory monitor, the kernel or TensorFlow's allocator stopped
+# it), `storage` (the results store or the shards could not be reached: nothing wrong with the trial, and its
+# search is not sealed as failed), `error` (anything else).
+OOM_TYPES = ("OutOfMemoryError", "ResourceExhaustedError", "MemoryError")
+STORAGE_WORDS = ("could not be reached",)
+
+
+def _chain(exc: BaseException):
+    """The exception and its causes: `raise ... from`, Ray's `cause`, Tune's wrapped errors."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or getattr(exc, "cause", None) or exc.__context__
+
+
+def error_kind(exc: BaseException | str) -> str:
+    """The kind of a failed attempt from the exception's own types and Ray's exit causes: a worker that Ray's
+    memory monitor kills raises `ray.exceptions.OutOfMemoryError`; one the kernel kills (SIGKILL) dies with an
+    exit detail that says so. A traceback's text stands in where only that survived (a wrapped remote error)."""
+    from ray.exceptions import RayActorError, WorkerCrashedError
+
+    if isinstance(exc, str):
+        text = exc
+        kinds = [name for name in OOM_TYPES if name in text]
+        if kinds or "OOM when allocating" in text:
+            return "out_of_memory"
+        return "storage" if any(w in text for w in STORAGE_WORDS) else "error"
+    for e in _chain(exc):
+        if type(e).__name__ in OOM_TYPES:
+            return "out_of_memory"
+        if isinstance(e, (RayActorError, WorkerCrashedError)) and "SIGKILL" in str(e):
+            return "out_of_memory"  # what the kernel's OOM killer sends; Ray names it as the likely cause
+        if isinstance(e, PainsearchError) and any(w in str(e) for w in STORAGE_WORDS):
+            return "storage"
+    return error_kind("".join(traceback.format_exception(exc)))
 
 
 def record_attempt(store: Store, key: SearchKey, trial_id: str, exc: BaseException) -> None:
-    """A failed attempt, written down before the trial's error goes on to Tune (which retries or records it)."""
+    """A failed attempt, written down before the trial's error goes on to Tune (which retries or records it).
+    If the store cannot take the record (it is down), the trial's own error still goes on, unchanged."""
     text = "".join(traceback.format_exception(exc))
-    attempt = len(of_trial(store.list(key.path, ATTEMPTS_DIR), trial_id))
-    record = {"trial_id": trial_id, "attempt": attempt, "kind": error_kind(text),
-              "error": root_error(text, f"{type(exc).__name__}: {exc}")[:2000], "traceback": text[-8000:]}
-    store.write_bytes(json.dumps(record).encode(), key.path, ATTEMPTS_DIR, numbered(trial_id, attempt))
+    try:
+        attempt = len(of_trial(store.list(key.path, ATTEMPTS_DIR), trial_id))
+        record = {"trial_id": trial_id, "attempt": attempt, "kind": error_kind(exc),
+                  "error": root_error(text, f"{type(exc).__name__}: {exc}")[:2000], "traceback": text[-8000:]}
+        store.write_bytes(json.dumps(record).encode(), key.path, ATTEMPTS_DIR, numbered(trial_id, attempt))
+    except Exception:  # noqa: BLE001  the store's failure must not hide the trial's
+        pass
 
 
 def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines import retries
+from pipelines.errors import PainsearchError
 from pipelines.storage import Store
 from pipelines.training import checkpoint
 from search.config import StudyConfig
@@ -26,7 +27,7 @@ from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE,
 from search.runners import kept_states, runner_for
 from search.scoring import refit, score_test
 from search.space import params_of, space_for
-from search.trial import TrialContext, trial_fn
+from search.trial import TrialContext, error_kind, trial_fn
 
 # Tune snapshots its experiment state at most this often (s): small, so a killed driver loses little.
 SNAPSHOT_PERIOD_S = "1"
@@ -84,7 +85,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     path = store.path(key.path, TUNE_DIR, key.slug)
     if tune.Tuner.can_restore(path, storage_filesystem=store.fs):
         return tune.Tuner.restore(path, trainable, storage_filesystem=store.fs, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False), True
+                                  resume_errored=True, restart_errored=False), True
     seed = cfg.seed * 1000 + sum(map(ord, f"{key}")) % 1000
     return tune.Tuner(
         trainable,
@@ -148,7 +149,8 @@ def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.D
             "trial_id": trial_id, "status": "failed" if r.error else "ok", **params_of(r.config or {}),
             "epochs_run": int(df["epoch"].max() + 1) if "epoch" in df.columns and len(df) else 0,
             f"best_{metric}": score, "best_epoch": epoch, "failed_attempts": len(fails),
-            "error_kind": fails[-1]["kind"] if (r.error and fails) else ("error" if r.error else ""),
+            # an attempt the trial could not record itself (its process died) is classed from Ray's own error
+            "error_kind": (fails[-1]["kind"] if fails else error_kind(r.error)) if r.error else "",
             "error": (fails[-1]["error"] if fails else str(r.error))[:500] if r.error else "",
         })
     return pd.DataFrame(rows)
@@ -221,6 +223,11 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
                     store.delete_dir(key.path, TRAIN_DIR, str(other), d)
         done.update({"status": "ok", "best_trial": choice["trial_id"], "best_epoch": choice["epoch"],
                      "best_score": float(best[metric_col]), "params": choice["params"], "scored": choice["scored"]})
+    elif len(trials) and (trials["error_kind"] == "storage").all():
+        # nothing wrong with the trials: the store or the shards could not be reached; the search stays unsealed
+        # and --resume runs its errored trials again
+        raise PainsearchError(f"every trial of {key} failed because storage could not be reached "
+                              f"({trials['error'].iloc[0][:200]}); rerun with --resume once it is back.")
     else:
         done.update({"status": "failed", "best_trial": None, "best_score": None,
                      "error": "; ".join(sorted(set(trials["error"]))) if len(trials) else "no trial ran"})

@@ -28,7 +28,7 @@ from pipelines.bootstrap import torch_first  # noqa: E402
 torch_first()  # this process detects faces and trains
 from pipelines.config import prepare_config  # noqa: E402
 
-S3_KEY, S3_SECRET = "painsearch-test", "painsearch-test-secret"
+from seaweed import KEY as S3_KEY, SECRET as S3_SECRET  # noqa: E402
 # A test that uses one of these needs a Ray cluster, an S3 server or real training: the whole suite
 # (`make test`) runs it, the fast tier (`make check`, `-m "not slow"`) does not.
 SLOW_FIXTURES = {"ray_local", "ray_head", "seaweed", "s3_env", "smoke_study", "smoke_report", "learn_shards", "arrays",
@@ -80,46 +80,15 @@ def ray_local():
     ray.shutdown()
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """A real S3 server: SeaweedFS `weed mini` on 127.0.0.1, started here and stopped by its pid."""
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    ports = {"master": 19333, "volume": 18080, "filer": 18888, "s3": 18333}
-    data = tmp_path_factory.mktemp("seaweed")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
-    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-           f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", "-webdav=false", "-admin.ui=false"]
-    log = open(data / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    import boto3
-    from botocore.config import Config
+    from seaweed import Seaweed
 
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
-                          region_name="us-east-1", config=Config(connect_timeout=2, retries={"max_attempts": 1}))
-    deadline = time.time() + 90
-    while True:
-        try:
-            client.create_bucket(Bucket="painsearch")
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
-            time.sleep(1)
-    yield {"endpoint": endpoint, "key": S3_KEY, "secret": S3_SECRET, "client": client}
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"), {"master": 19333, "volume": 18080, "filer": 18888, "s3": 18333})
+    server.start()
+    yield {"endpoint": server.endpoint, "key": S3_KEY, "secret": S3_SECRET, "client": server.client(), "server": server}
+    server.stop()
 
 
 @pytest.fixture

@@ -27,8 +27,16 @@ def assert_one_sentence(result, *fragments):
                                   ["data", "synth", "--help"], ["data", "inspect", "--help"], ["demo", "--help"],
                                   ["models", "--help"], ["models", "fetch-weights", "--help"], ["search", "run", "--help"],
                                   ["analyze", "--help"], ["raters", "--help"]])
-def test_help(args):
-    r = run(*args)
+def test_help(args, capsys):
+    from cluster.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 0 and "usage: painsearch" in capsys.readouterr().out
+
+
+def test_the_console_script_runs():
+    r = run("--help")
     assert r.returncode == 0 and "usage: painsearch" in r.stdout
 
 

@@ -167,11 +167,11 @@ def test_fetch_weights_cli_and_unreachable_mirror(weights_mirror, tmp_path):
     assert bad.returncode == 2 and "Could not download" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_models_cli_prints_table_3():
-    out = subprocess.run([sys.executable, "-m", "cluster.cli", "models", "--classes", "6", "--json"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
+def test_models_cli_prints_table_3(capsys):
+    from cluster.cli import main
+
+    assert main(["models", "--classes", "6", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     for name, (published, unit) in TABLE3.items():
         assert round(rows[name]["parameters"] / unit, 1) == published
         assert rows[name]["pretrained"] == (name in PRETRAINED)

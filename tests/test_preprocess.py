@@ -174,8 +174,8 @@ def test_u2net_path_runs_the_onnx_model(tmp_path):
     img = np.zeros((64, 64, 3), np.uint8)
     img[:, :32] = 200
     img[:, 32:] = 20
-    out = remove(img, (0, 0, 64, 64))
-    assert (out[:, 4:28] == 200).all() and (out[:, 36:60] == 255).all()
+    out, removed = remove(img, (0, 0, 64, 64))
+    assert removed and (out[:, 4:28] == 200).all() and (out[:, 36:60] == 255).all()
 
 
 def test_broken_u2net_file_is_a_clear_error(tmp_path):

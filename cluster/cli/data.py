@@ -29,6 +29,7 @@ def prepare_settings(args: argparse.Namespace) -> PrepareConfig:
 
     overrides = {
         "out": args.out, "engine": args.engine, "workers": args.workers, "seed": args.seed,
+        "allow_outside_paths": True if args.allow_outside_paths else None,
         "frames_per_subject_class": args.frames, "chunk_size": args.chunk_size,
         "preprocess": {"background": args.background, "size": args.size, "u2net_dir": args.u2net_dir},
         "sources": {"unbc": args.unbc, "mintpain": args.mintpain, "manifest": args.manifest, "cppain": args.cppain},
@@ -41,14 +42,15 @@ def prepare_settings(args: argparse.Namespace) -> PrepareConfig:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from pipelines.shards.prepare import prepare
+    from pipelines.shards.prepare import check_inputs, prepare
 
     cfg = prepare_settings(args)
+    checked = check_inputs(cfg)  # before Ray starts: a mistake costs a second, not a cluster start
     if cfg.engine == "ray":
         from cluster.local import ensure_ray
 
         ensure_ray(num_cpus=max(cfg.workers * cfg.threads_per_worker, 1) if not os.environ.get("RAY_ADDRESS") else None)
-    report = prepare(cfg)
+    report = prepare(cfg, checked=checked)
     print(f"{'dataset':<12}{'subjects':>9}{'no pain':>9}{'pain':>7}{'total':>7}")
     for ds, c in report["datasets"].items():
         print(f"{ds:<12}{c['subjects']:>9}{c['no_pain']:>9}{c['pain']:>7}{c['rows']:>7}")
@@ -106,6 +108,8 @@ def add(sub) -> None:
                                                                         "ray, or a plain in-process loop"))
     pr.add_argument("--chunk-size", dest="chunk_size", type=int, metavar="N", help=help_for(PrepareConfig, "chunk_size"))
     pr.add_argument("--seed", type=int, help=help_for(PrepareConfig, "seed", "sampling seed"))
+    pr.add_argument("--allow-outside-paths", dest="allow_outside_paths", action="store_true",
+                    help=help_for(PrepareConfig, "allow_outside_paths"))
     pr.set_defaults(fn=_prepare)
 
     i = dsub.add_parser("inspect", help="the PAIN-DB breakdown of prepared shards (the paper's Table 2)")

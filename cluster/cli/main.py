@@ -14,8 +14,16 @@ from pipelines.errors import PainsearchError
 COMMANDS = (data, models, search, analyze, raters, demo)  # each adds its own subcommand
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported like every other: one sentence, exit 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"painsearch: error: {message} (in `{self.prog}`); see `{self.prog} --help`.\n")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="painsearch",
         description="Pain detection in face images at cluster scale: phantom data, preprocessing to Parquet "
         "shards, the ten networks of the study, the Ray Tune study over them, and its report.",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr", "LAB", "HSV")
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr", "LAB")  # every mode a file holds
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -56,7 +56,7 @@ def _case(rng: np.random.Generator, i: int, faces: list[bytes]) -> tuple[str, by
         return f"size{i}.png", _encode(_image(rng, w, h), "PNG")
     if kind == 2:  # every mode and bit depth Pillow writes
         mode = MODES[int(rng.integers(len(MODES)))]
-        fmt = "TIFF" if mode in ("CMYK", "I;16", "I", "F", "LAB", "HSV", "YCbCr") else "PNG"
+        fmt = "TIFF" if mode in ("CMYK", "I;16", "I", "F", "LAB", "YCbCr") else "PNG"
         return f"mode{i}.{'tif' if fmt == 'TIFF' else 'png'}", _encode(_image(rng, 48, 40, mode), fmt)
     if kind == 3:  # cut at every kind of offset: the header, inside the data, the last byte
         data = _encode(_image(rng, 80, 60), "PNG" if rng.random() < 0.5 else "JPEG")
@@ -107,7 +107,8 @@ def fuzz_manifest(root: str | Path, seed: int, n: int, faces: list[bytes] | None
         if content == "outside":
             (outside / Path(name).name).write_bytes(good)
         elif content == "absolute":
-            rel = str(outside / "elsewhere.png")
+            rel = str(outside / f"absolute{i}.png")
+            (outside / f"absolute{i}.png").write_bytes(good)
         elif content == "fifo":
             os.mkfifo(path)
         elif content == "dir":

@@ -18,14 +18,15 @@ from pipelines.errors import PainsearchError
 U2NET_FILE = "u2net_human_seg.onnx"
 U2NET_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx"
 
-BackgroundRemover = Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray]
+# (image, face box) -> (the image with its background white, whether the background was removed)
+BackgroundRemover = Callable[[np.ndarray, tuple[float, float, float, float]], tuple[np.ndarray, bool]]
 
 
-def _no_background(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    return img
+def _no_background(img: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, bool]:
+    return img, False
 
 
-def _grabcut(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+def _grabcut(img: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, bool]:
     """OpenCV GrabCut seeded with the face box: no weights, so it works offline."""
     import cv2
 
@@ -48,11 +49,11 @@ def _grabcut(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndar
     try:
         cv2.grabCut(img[..., ::-1].copy(), mask, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
-        return img  # a flat image has nothing to separate
+        return img, False  # nothing to separate (a flat image): the row records that its background stayed
     keep = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
     out = img.copy()
     out[~keep] = 255
-    return out
+    return out, True
 
 
 def u2net_weights(u2net_dir: str | None) -> Path:
@@ -91,11 +92,11 @@ def _u2net(cfg: PreprocessConfig, threads: int) -> BackgroundRemover:
             f"download it again from {U2NET_URL}."
         ) from exc
 
-    def remove(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    def remove(img: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, bool]:
         mask = np.asarray(session.predict(Image.fromarray(img))[0]) >= 128
         out = img.copy()
         out[~mask] = 255
-        return out
+        return out, True
 
     return remove
 

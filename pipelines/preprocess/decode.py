@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -10,24 +11,38 @@ from PIL import Image, ImageOps
 
 from pipelines.errors import Rejection
 
+# The formats a face data set comes in (Pillow's names; a JPEG with extra pictures is MPO). Pillow knows
+# dozens more, some of which hand the file to other programs (EPS to Ghostscript): those are refused
+# from the header alone, before anything is decoded.
+ACCEPTED = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP")
+# Pillow refuses anything above twice its own limit whatever the caller asks; a config cannot go beyond.
+PILLOW_HARD_LIMIT = 2 * 89_478_485
 
 
 def decode(data: bytes, max_pixels: int) -> np.ndarray:
-    """Bytes -> HxWx3 uint8 RGB, upright, fully loaded. 16-bit data is scaled, never clipped."""
+    """Bytes -> HxWx3 uint8 RGB, upright, fully loaded. 16-bit data is scaled, never clipped.
+
+    The pixel limit is this call's: the size in the header is checked before anything is decoded, and
+    Pillow's process-wide limit is left as it is."""
     if not data:
         raise Rejection("empty file (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is the one that counts
             img = Image.open(io.BytesIO(data))
+            if img.format not in ACCEPTED:
+                raise Rejection(f"a {img.format} image, which no face data set uses; expected one of "
+                                f"{', '.join(ACCEPTED)}")
+            width, height = img.size
+            if width * height > max_pixels:
+                raise Rejection(f"refused as a decompression bomb: {width} x {height} px is more than {max_pixels} pixels")
             img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise Rejection(f"refused as a decompression bomb: more than {max_pixels} pixels") from exc
     except Image.UnidentifiedImageError as exc:
         raise Rejection("not an image Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise Rejection(f"corrupt or truncated image ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, struct.error, MemoryError) as exc:
+        raise Rejection(f"corrupt or truncated image ({str(exc)[:200]})") from exc
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose an otherwise good image

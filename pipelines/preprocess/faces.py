@@ -10,6 +10,9 @@ from PIL import Image
 from pipelines.config import PreprocessConfig
 from pipelines.errors import PainsearchError, Rejection
 
+# MTCNN's first network needs at least 12 px after its own pyramid's first scale (12 / 20 of the image, with
+# its default minimum face of 20 px): a shorter side makes its torch.cat fail instead of finding no face.
+MIN_DETECT_SIDE = 20
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,19 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> Face:
         h, w = rgb.shape[:2]
         scale = min(1.0, self.cfg.detect_max_side / max(h, w))
+        if min(h, w) * scale < MIN_DETECT_SIDE:
+            raise Rejection(f"too small to search for a face: {w} x {h} px (short side {min(h, w) * scale:.0f} px as "
+                            f"MTCNN sees it; it needs at least {MIN_DETECT_SIDE})")
         img = Image.fromarray(rgb)
         if scale < 1.0:
             img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
         import torch
 
-        with torch.no_grad():
-            boxes, probs, points = self.mtcnn.detect(img, landmarks=True)
+        try:
+            with torch.no_grad():
+                boxes, probs, points = self.mtcnn.detect(img, landmarks=True)
+        except (ValueError, RuntimeError) as exc:  # MTCNN's own failures on odd shapes: this input only
+            raise Rejection(f"MTCNN could not search this image ({type(exc).__name__}: {str(exc)[:160]})") from exc
         if boxes is None or len(boxes) == 0:
             raise Rejection("no face found by MTCNN")
         boxes = np.asarray(boxes, dtype=float) / scale

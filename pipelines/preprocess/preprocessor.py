@@ -30,6 +30,7 @@ class Processed:
     image: bytes  # PNG
     landmarks: list[float]  # 10 numbers: x, y of the 5 points in stored-image pixels
     confidence: float
+    background_removed: bool  # False with `background: none`, or when the remover found nothing to separate
 
 
 class Preprocessor:
@@ -49,7 +50,7 @@ class Preprocessor:
         k = self.cfg.size / crop.shape[0]
         small = np.asarray(Image.fromarray(crop).resize((self.cfg.size, self.cfg.size), Image.LANCZOS))
         box_small = tuple(v * k for v in box)
-        cleaned = self.remove_background(small, box_small)  # type: ignore[arg-type]
+        cleaned, removed = self.remove_background(small, box_small)  # type: ignore[arg-type]
         buf = io.BytesIO()
         Image.fromarray(cleaned).save(buf, format="PNG", optimize=False, compress_level=6)
-        return Processed(buf.getvalue(), [float(round(v, 2)) for v in (points * k).reshape(-1)], face.confidence)
+        return Processed(buf.getvalue(), [float(round(v, 2)) for v in (points * k).reshape(-1)], face.confidence, removed)

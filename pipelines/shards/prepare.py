@@ -59,7 +59,7 @@ def read_sources(cfg: PrepareConfig) -> tuple[bytes, list[Listing]]:
             "No source was given to prepare; pass at least one of --unbc DIR, --mintpain DIR, --manifest CSV, "
             "--cppain DIR, or a config with a `sources` section."
         )
-    listings = [read_source(kind, location) for kind, location in sources.items()]
+    listings = [read_source(kind, location, allow_outside=cfg.allow_outside_paths) for kind, location in sources.items()]
     key = load_key(cfg.subject_key_file, demo=all(_is_phantom(k, v) for k, v in sources.items()))
     return key, listings
 
@@ -129,11 +129,16 @@ class ChunkWorker:
             except OSError as exc:
                 rejected.append({"dataset": item["dataset"], "input": item["rel"], "reason": f"could not read the file ({exc.strerror or exc})"})
                 continue
+            except Exception as exc:  # one odd input must not end the run: it is listed like any other refusal
+                rejected.append({"dataset": item["dataset"], "input": item["rel"],
+                                 "reason": f"could not be processed ({type(exc).__name__}: {str(exc)[:200]})"})
+                continue
             rows.append({
                 "image": done.image, "label": item["label"], "pain_level": item["pain_level"],
                 "dataset": item["dataset"], "subject": item["subject"], "sequence": item["sequence"],
                 "frame": item["frame"], "landmarks": done.landmarks, "face_confidence": done.confidence,
                 "source_sha256": item["sha256"], "preprocess": self.settings,
+                "background_removed": done.background_removed,
             })
         path = None
         if rows:
@@ -142,6 +147,7 @@ class ChunkWorker:
         marker = {
             "id": chunk["id"], "dataset": chunk["dataset"], "file": path, "rows": len(rows),
             "counts": [[r["subject"], int(r["label"])] for r in rows], "rejected": rejected,
+            "background_kept": sum(not r["background_removed"] for r in rows),
         }
         self.store.write_bytes(json.dumps(marker).encode(), CHUNKS, f"{chunk['id']}.json")
         return marker
@@ -179,16 +185,24 @@ def _run_local(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[s
     return [worker.run(c) for c in pending]
 
 
-def prepare(cfg: PrepareConfig, log=print) -> dict[str, Any]:
-    """Run (or resume) a prepare; returns the report that is also written to `prepare_report.json`."""
-    t0 = time.time()
+def check_inputs(cfg: PrepareConfig) -> tuple[bytes, list[Listing]]:
+    """Everything a user can get wrong, checked before any work (and before Ray starts): the sources and their
+    layouts, the subject key, the background model's weights, the destination. Returns the key and listings."""
     key, listings = read_sources(cfg)
     if cfg.preprocess.background == "u2net_human_seg":
         from pipelines.preprocess.background import u2net_weights
 
-        u2net_weights(cfg.preprocess.u2net_dir)  # fail before any work, not inside a worker
+        u2net_weights(cfg.preprocess.u2net_dir)
+    open_store(cfg.out, cfg.s3_endpoint).check_writable()
+    return key, listings
+
+
+def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] | None = None) -> dict[str, Any]:
+    """Run (or resume) a prepare; returns the report that is also written to `prepare_report.json`.
+    `checked` is what `check_inputs` returned, when the caller checked before starting Ray."""
+    t0 = time.time()
+    key, listings = checked or check_inputs(cfg)
     store = open_store(cfg.out, cfg.s3_endpoint)
-    store.check_writable()
     work = plan(cfg, key, listings)
     done_ids = {name[: -len(".json")] for name in store.list(CHUNKS) if name.endswith(".json")}
     pending = [c for c in work.chunks if c["id"] not in done_ids]
@@ -235,6 +249,8 @@ def _report(cfg: PrepareConfig, work: Plan, markers: list[dict[str, Any]], secon
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(seconds, 1),
         "rows": sum(d["rows"] for d in datasets.values()),
+        # rows whose background stayed: the remover found nothing to separate (or `background: none`)
+        "background_kept": sum(m.get("background_kept", 0) for m in markers),
         "datasets": datasets,
         "subjects": {ds: dict(v) for ds, v in subjects.items()},
         "rejected": sorted(rejected, key=lambda r: (r["dataset"], r["input"])),

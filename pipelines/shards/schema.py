@@ -36,6 +36,8 @@ SCHEMA = pa.schema([
     pa.field("face_confidence", pa.float32(), nullable=False),
     pa.field("source_sha256", pa.string(), nullable=False),
     pa.field("preprocess", pa.string(), nullable=False),  # JSON: settings and version
+    # False where the background could not be removed (the remover found nothing to separate) or none was asked
+    pa.field("background_removed", pa.bool_(), nullable=False),
 ])
 
 

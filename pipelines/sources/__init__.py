@@ -20,10 +20,11 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-def read_source(kind: str, location: str | Path) -> Listing:
+def read_source(kind: str, location: str | Path, allow_outside: bool = False) -> Listing:
+    """The listing of one source; paths that lead out of its folder are refused unless `allow_outside`."""
     if kind not in ADAPTERS:
         raise PainsearchError(f"Unknown source kind {kind!r}; choose one of {choices(ADAPTERS)}.")
-    return ADAPTERS[kind](location, flag=f"--{kind}")
+    return ADAPTERS[kind](location, flag=f"--{kind}", allow_outside=allow_outside)
 
 
 __all__ = ["ADAPTERS", "Listing", "Rejected", "SourceRecord", "read_source"]

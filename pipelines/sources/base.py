@@ -48,6 +48,21 @@ class Listing:
         self.rejected.append(Rejected(self.dataset, str(rel), reason))
 
 
+def leaves(root: Path, path: Path) -> bool:
+    """Whether `path`, links followed, leads out of `root`: whether a file exists there or not, the answer
+    (and the sentence a row gets) is the same, so a listing tells nothing of the files outside."""
+    try:
+        path.resolve().relative_to(root.resolve())
+        return False
+    except ValueError:
+        return True
+
+
+def outside_reason(where: str, folder: str) -> str:
+    return (f"{where}: the path leaves {folder}, and paths are kept inside it so that a data set reads no other "
+            f"files; move the file in, or set allow_outside_paths (--allow-outside-paths) if that is meant")
+
+
 def is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error
+from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error, leaves, outside_reason
 from pipelines.errors import PainsearchError
 from pipelines.labels import consensus_label, facs_score
 
@@ -58,16 +58,30 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def read(root: str | Path, flag: str = "--cppain") -> Listing:
+def twice_rated(ratings: pd.DataFrame) -> dict[str, str]:
+    """Images that one rater rated more than once -> that rater: a consensus over them is ambiguous."""
+    dup = ratings[ratings.duplicated(["image", "rater"], keep=False)]
+    return {str(image): str(g["rater"].iloc[0]) for image, g in dup.groupby("image")}
+
+
+def read(root: str | Path, flag: str = "--cppain", allow_outside: bool = False) -> Listing:
     root = Path(root)
     if not (root / RATINGS_FILE).is_file():
         raise layout_error(flag, root, EXPECTED)
     ratings = read_ratings(root / RATINGS_FILE)
+    twice = twice_rated(ratings)
     listing = Listing("cppain", str(root), video=False)
     rated = set()
     for image, group in ratings.groupby("image", sort=True):
         rated.add(str(image))
         path = root / str(image)
+        if not allow_outside and leaves(root, path):
+            listing.reject(image, outside_reason(f"{RATINGS_FILE} ({image})", "the CP-PAIN folder"))
+            continue
+        if str(image) in twice:
+            listing.reject(image, f"rated twice by rater {twice[str(image)]} in {RATINGS_FILE}; keep one rating per "
+                                  f"image and rater")
+            continue
         if not path.exists():
             listing.reject(image, f"label has no image: rated in {RATINGS_FILE} but the file does not exist")
             continue

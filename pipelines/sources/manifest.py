@@ -8,9 +8,10 @@ Labels may be 0/1 or words: `pain`; `no pain`, `no_pain`, `neutral`, `none`.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
-from pipelines.sources.base import Listing, SourceRecord, is_image
+from pipelines.sources.base import Listing, SourceRecord, is_image, leaves, outside_reason
 from pipelines.errors import PainsearchError
 from pipelines.labels import NO_PAIN, PAIN, binary_label
 
@@ -27,7 +28,7 @@ def parse_label(text: str) -> int:
     return LABEL_WORDS[key]
 
 
-def read(manifest: str | Path, flag: str = "--manifest") -> Listing:
+def read(manifest: str | Path, flag: str = "--manifest", allow_outside: bool = False) -> Listing:
     manifest = Path(manifest)
     if not manifest.is_file():
         raise PainsearchError(
@@ -58,6 +59,9 @@ def read(manifest: str | Path, flag: str = "--manifest") -> Listing:
             listing.reject(where, "row has no path")
             continue
         path = (base / rel) if not Path(rel).is_absolute() else Path(rel)
+        if not allow_outside and leaves(base, path):
+            listing.reject(rel, outside_reason(f"{manifest.name} line {n}", "the manifest's folder"))
+            continue
         if not path.exists():
             listing.reject(rel, f"label has no image: listed on {manifest.name} line {n} but the file does not exist")
             continue
@@ -67,6 +71,8 @@ def read(manifest: str | Path, flag: str = "--manifest") -> Listing:
         try:
             label = parse_label(row["label"]) if row.get("label") else None
             level = float(row["level"]) if row.get("level") else None
+            if level is not None and not (math.isfinite(level) and level >= 0):
+                raise ValueError(f"level {row['level']!r} is not a number 0 or above (a missing level is left empty)")
             if label is None and level is None:
                 raise ValueError("neither label nor level is given")
             if label is None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error
+from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error, leaves, outside_reason
 from pipelines.labels import binary_label
 
 EXPECTED = "the MInt PAIN layout (Sub<NN> <name>/Annotated_data_Sub<NN>_Trial<TT>/Sub<NN>_Trial<TT>_Sweep<SS>_Label<L>/RGB/*.jpg)"
 SUBJECT = re.compile(r"^(Sub\d+)\b")
+MAX_LEVEL = 4
 SWEEP = re.compile(r"^Sub\d+_(Trial\d+)_(Sweep\d+)(?:_Label(\d+))?$")
 
 
-def read(root: str | Path, flag: str = "--mintpain") -> Listing:
+def read(root: str | Path, flag: str = "--mintpain", allow_outside: bool = False) -> Listing:
     root = Path(root)
     subjects = sorted(p for p in root.iterdir() if p.is_dir() and SUBJECT.match(p.name)) if root.is_dir() else []
     if not subjects:
@@ -38,9 +39,17 @@ def read(root: str | Path, flag: str = "--mintpain") -> Listing:
                     listing.reject(f.relative_to(root), "image has no label: its sweep folder name carries no _Label<L>")
                 continue
             level = float(m.group(3))
+            if level > MAX_LEVEL:
+                for f in frames:
+                    listing.reject(f.relative_to(root), f"its sweep folder says Label{m.group(3)}, outside MInt PAIN's levels "
+                                                        f"0..{MAX_LEVEL}")
+                continue
             if not frames:
                 listing.reject(sweep_dir.relative_to(root), "label has no image: the sweep has no RGB frames")
             for i, f in enumerate(frames):
+                if not allow_outside and leaves(root, f):
+                    listing.reject(f.relative_to(root), outside_reason(str(f.relative_to(root)), "the MInt PAIN folder"))
+                    continue
                 if not is_image(f):
                     listing.reject(f.relative_to(root), "not an image file (expected .jpg frames)")
                     continue

@@ -5,10 +5,11 @@ Some mirrors nest `Images/Images` and `Frame_Labels/Frame_Labels`; both are acce
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
-from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error
+from pipelines.sources.base import Listing, SourceRecord, is_image, layout_error, leaves, outside_reason
 from pipelines.labels import binary_label
 
 EXPECTED = "the UNBC-McMaster layout (Images/<subject>/<sequence>/*.png and Frame_Labels/PSPI/<subject>/<sequence>/*_facs.txt)"
@@ -19,7 +20,7 @@ def _unnest(path: Path) -> Path:
     return path / path.name if (path / path.name).is_dir() else path
 
 
-def read(root: str | Path, flag: str = "--unbc") -> Listing:
+def read(root: str | Path, flag: str = "--unbc", allow_outside: bool = False) -> Listing:
     root = Path(root)
     images = _unnest(root / "Images")
     pspi_dir = _unnest(root / "Frame_Labels") / "PSPI"
@@ -30,6 +31,9 @@ def read(root: str | Path, flag: str = "--unbc") -> Listing:
     for img in sorted(p for p in images.glob("*/*/*") if p.is_file() and not p.name.startswith(".")):
         rel = img.relative_to(root)
         subject, sequence = img.parent.parent.name, img.parent.name
+        if not allow_outside and leaves(root, img):
+            listing.reject(rel, outside_reason(str(rel), "the UNBC folder"))
+            continue
         if not is_image(img):
             listing.reject(rel, "not an image file (expected .png frames)")
             continue
@@ -39,9 +43,13 @@ def read(root: str | Path, flag: str = "--unbc") -> Listing:
             listing.reject(rel, f"image has no label: {label_file.relative_to(root)} is missing")
             continue
         try:
-            level = float(label_file.read_text().split()[0])
-        except (ValueError, IndexError):
+            token = label_file.read_text().split()[0]
+            level = float(token)
+        except (ValueError, IndexError, UnicodeDecodeError):
             listing.reject(label_file.relative_to(root), "PSPI file does not hold a number")
+            continue
+        if not (math.isfinite(level) and level >= 0):
+            listing.reject(label_file.relative_to(root), f"PSPI file holds {token!r}, not a score 0 or above")
             continue
         match = re.search(r"(\d+)$", img.stem)
         listing.records.append(SourceRecord(

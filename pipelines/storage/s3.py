@@ -8,7 +8,22 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from pipelines import retries
+
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+# What pyarrow's S3 errors say when the failure passes: the server is unreachable, reset the connection,
+# timed out, is overloaded (5xx) or throttles. pyarrow raises OSError for all of them, so its text is all
+# there is to tell them from a refusal (credentials, a missing bucket), which no retry mends.
+TRANSIENT = ("curlcode: 7", "couldn't connect", "could not connect", "connection refused", "connection reset",
+             "connection was reset", "network_connection", "timed out", "timeout", "response code: 5",
+             "http 5", "internalerror", "serviceunavailable", "service unavailable", "slowdown", "slow down",
+             "throttl", "requesttimeout", "broken pipe", "empty reply")
+
+
+def transient(exc: Exception) -> bool:
+    """Whether an S3 error is worth trying again (see `TRANSIENT`)."""
+    text = str(exc).lower()
+    return any(t in text for t in TRANSIENT)
 
 
 def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
@@ -16,7 +31,7 @@ def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
     kwargs: dict = {
         "connect_timeout": 5,
         "request_timeout": 30,
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=retries.S3_CLIENT_ATTEMPTS),
     }
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")

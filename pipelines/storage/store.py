@@ -1,20 +1,35 @@
 """One view of a place to write: a local folder or `s3://bucket/prefix` (S3-compatible stores too).
 
 Everything that painsearch writes goes through `Store`, so shards and results behave the same on a
-laptop and on a cluster, and every write is atomic: a reader never sees half a file.
+laptop and on a cluster. Every write is atomic (a local temporary file renamed into place, or an S3
+object that appears whole), and listings never show a temporary file that a killed write left behind.
+An operation that fails for a passing reason (the server unreachable or overloaded) is tried again with
+growing waits for up to `pipelines.retries.STORE_PATIENCE_S`, so a storage outage pauses a study
+instead of failing its trials.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from pipelines import retries
 from pipelines.errors import PainsearchError
-from pipelines.storage.s3 import explain_error, s3_filesystem
+from pipelines.storage.s3 import explain_error, s3_filesystem, transient
+
+TMP_PREFIX = ".tmp-"  # a write in progress (or one a kill cut short): never listed
+PROBE_PREFIX = ".painsearch-probe-"
+log = logging.getLogger(__name__)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith((TMP_PREFIX, PROBE_PREFIX))
 
 @dataclass(frozen=True)
 class Store:
@@ -45,7 +60,7 @@ class Store:
 
         return self._call(read, "read")
 
-    def write_bytes(self, data: bytes, *parts: str) -> None:
+    def write_bytes(self, data: bytes, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> None:
         """Write atomically: a local temp file renamed into place; an S3 object appears whole."""
         target = self.path(*parts)
         parent = target.rsplit("/", 1)[0]
@@ -53,7 +68,7 @@ class Store:
         def write() -> None:
             if not self.is_s3:
                 self.fs.create_dir(parent, recursive=True)
-                tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+                tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}"
                 with self.fs.open_output_stream(tmp) as f:
                     f.write(data)
                 self.fs.move(tmp, target)
@@ -61,20 +76,20 @@ class Store:
                 with self.fs.open_output_stream(target) as f:
                     f.write(data)
 
-        self._call(write, "write")
+        self._call(write, "write", patience)
 
     def list(self, *parts: str) -> list[str]:
         """Names of the files directly below a folder (none if it does not exist)."""
         base = self.path(*parts)
         selector = pafs.FileSelector(base, allow_not_found=True, recursive=False)
         infos = self._call(lambda: self.fs.get_file_info(selector), "read")
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and not _hidden(i.base_name))
 
     def dirs(self, *parts: str) -> list[str]:
         """Names of the folders directly below a folder (none if it does not exist)."""
         selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=False)
         infos = self._call(lambda: self.fs.get_file_info(selector), "read")
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and not _hidden(i.base_name))
 
     def delete_dir(self, *parts: str) -> None:
         self._call(lambda: self.fs.delete_dir(self.path(*parts)), "write")
@@ -83,18 +98,26 @@ class Store:
         self._call(lambda: self.fs.delete_file(self.path(*parts)), "write")
 
     def check_writable(self) -> None:
-        """Fail early, in one sentence, when the destination cannot be written."""
-        probe = f".painsearch-probe-{uuid.uuid4().hex}"
-        self.write_bytes(b"ok", probe)
+        """Fail early, in one sentence, when the destination cannot be written: at the start of a command a store
+        that does not answer is a wrong setting, so this tries once."""
+        probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        self.write_bytes(b"ok", probe, patience=0.0)
         self.delete(probe)
 
-    def _call(self, fn, action: str):
-        try:
-            return fn()
-        except PainsearchError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise PainsearchError(explain_error(self.uri, self.is_s3, action, exc)) from exc
+    def _call(self, fn, action: str, patience: float = retries.STORE_PATIENCE_S):
+        """`fn()`, tried again while it fails for a passing reason, with growing waits, for up to `patience` s."""
+        deadline, wait = time.monotonic() + patience, retries.STORE_FIRST_WAIT_S
+        while True:
+            try:
+                return fn()
+            except PainsearchError:
+                raise
+            except (OSError, ValueError) as exc:
+                if not (self.is_s3 and transient(exc)) or time.monotonic() + wait > deadline:
+                    raise PainsearchError(explain_error(self.uri, self.is_s3, action, exc)) from exc
+                log.warning("%s: could not %s (%s); trying again in %.0f s", self.uri, action, str(exc)[:200], wait)
+                time.sleep(wait)
+                wait = min(2 * wait, retries.STORE_MAX_WAIT_S)
 
 
 def open_store(uri: str, endpoint: str | None = None) -> Store:

@@ -1,0 +1,217 @@
+"""Bad input that used to end a run or pass silently: each is refused in one sentence or listed with its reason,
+and the rest of the run goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.config import prepare_config
+from pipelines.errors import PainsearchError
+from pipelines.shards.prepare import prepare
+from pipelines.shards.read import read_table
+from pipelines.shards.schema import REPORT
+
+
+def _manifest(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "subject", "label", "level"])
+        writer.writeheader()
+        writer.writerows([{"level": "", **r} for r in rows])
+    return path
+
+
+def _prepare(manifest: Path, out: Path, **more) -> dict:
+    cfg = prepare_config({"sources": {"manifest": str(manifest)}, "out": str(out), "engine": "local",
+                          "preprocess": {"size": 32, "background": "grabcut"}, **more})
+    prepare(cfg, log=lambda m: None)
+    return json.loads((out / REPORT).read_text())
+
+
+def _reasons(report: dict) -> dict[str, str]:
+    return {r["input"]: r["reason"] for r in report["rejected"]}
+
+
+@pytest.fixture
+def a_face(tiny_phantom) -> bytes:
+    """A phantom face MTCNN finds."""
+    return next((tiny_phantom / "delaware" / "images").glob("*.jpg")).read_bytes()
+
+
+def test_images_too_small_to_search_for_a_face_are_listed(tmp_path, monkeypatch, a_face):
+    """MTCNN raises inside torch.cat on a short side under about 20 px (also after the detection downscale):
+    such images are rejected with their reason, and the run goes on."""
+    monkeypatch.setenv("PAINSEARCH_SUBJECT_KEY", "k" * 32)
+    folder = tmp_path / "set"
+    (folder / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / "img" / "tiny.png")
+    Image.fromarray(rng.integers(0, 255, (70, 4000, 3), dtype=np.uint8)).save(folder / "img" / "strip.png")
+    (folder / "img" / "face.jpg").write_bytes(a_face)
+    manifest = _manifest(folder, [{"path": "img/tiny.png", "subject": "a", "label": "pain"},
+                                  {"path": "img/strip.png", "subject": "a", "label": "pain"},
+                                  {"path": "img/face.jpg", "subject": "b", "label": "pain"}])
+    report = _prepare(manifest, tmp_path / "out")
+    reasons = _reasons(report)
+    assert "12 x 12 px" in reasons["img/tiny.png"] and "too small" in reasons["img/tiny.png"]
+    assert "too small" in reasons["img/strip.png"]
+    assert report["rows"] == 1 and read_table(str(tmp_path / "out")).num_rows == 1
+
+
+def test_paths_that_leave_the_source_folder_are_refused(tmp_path, monkeypatch, a_face):
+    """Manifest (and ratings) paths are confined to their folder: `../` and absolute paths are refused naming the
+    row, with the same words whether or not a file is there, unless the user opts out."""
+    monkeypatch.setenv("PAINSEARCH_SUBJECT_KEY", "k" * 32)
+    outside = tmp_path / "other"
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(a_face)
+    folder = tmp_path / "set"
+    manifest = _manifest(folder, [{"path": "../other/x.jpg", "subject": "a", "label": "pain"},
+                                  {"path": "../other/missing.jpg", "subject": "a", "label": "pain"},
+                                  {"path": str(outside / "x.jpg"), "subject": "b", "label": "pain"}])
+    report = _prepare(manifest, tmp_path / "out")
+    reasons = _reasons(report)
+    assert len(reasons) == 3 and report["rows"] == 0
+    assert reasons["../other/x.jpg"] == reasons["../other/missing.jpg"].replace("line 3", "line 2")
+    assert "line 2" in reasons["../other/x.jpg"] and "the path leaves" in reasons["../other/x.jpg"]
+    assert "does not exist" not in reasons["../other/missing.jpg"]
+    opted = _prepare(manifest, tmp_path / "out2", allow_outside_paths=True)
+    assert opted["rows"] == 1  # the same file twice: the second is a duplicate
+
+
+def test_ratings_paths_are_confined_too(tiny_phantom, tmp_path):
+    from pipelines.sources import read_source
+
+    root = tmp_path / "cp"
+    shutil.copytree(tiny_phantom / "cppain", root)
+    ratings = (root / "ratings.csv").read_text().splitlines()
+    first = ratings[1].split(",")[0]
+    ratings[1] = ratings[1].replace(first, "../" + first, 1)
+    (root / "ratings.csv").write_text("\n".join(ratings) + "\n")
+    listing = read_source("cppain", root)
+    assert any(r.rel == "../" + first and "the path leaves" in r.reason for r in listing.rejected)
+
+
+@pytest.mark.parametrize("level", ["-1", "nan", "-0.5"])
+def test_a_negative_or_missing_pain_level_is_refused_not_read_as_no_pain(tiny_phantom, tmp_path, level):
+    from pipelines.sources import read_source
+
+    root = tmp_path / "unbc"
+    shutil.copytree(tiny_phantom / "unbc", root)
+    label = sorted((root / "Frame_Labels" / "PSPI").rglob("*_facs.txt"))[3]
+    label.write_text(f"{level}\n")
+    listing = read_source("unbc", root)
+    assert any("PSPI" in r.reason and level in r.reason for r in listing.rejected)
+    assert not any(r.path.endswith(label.name.replace("_facs.txt", ".png")) for r in listing.records)
+    manifest = _manifest(tmp_path / "m", [{"path": "x.png", "subject": "a", "label": "", "level": level}])
+    Image.new("RGB", (40, 40)).save(tmp_path / "m" / "x.png")
+    refused = read_source("manifest", manifest)
+    assert not refused.records and "level" in refused.rejected[0].reason
+
+
+def test_an_out_of_range_mintpain_level_is_refused(tiny_phantom, tmp_path):
+    from pipelines.sources import read_source
+
+    root = tmp_path / "mint"
+    shutil.copytree(tiny_phantom / "mintpain", root)
+    sweep = next(p for p in root.rglob("*_Label*") if p.is_dir())
+    bad = sweep.with_name(sweep.name.rsplit("_Label", 1)[0] + "_Label9")
+    sweep.rename(bad)
+    listing = read_source("mintpain", root)
+    assert any("Label9" in r.reason and "0..4" in r.reason for r in listing.rejected)
+    assert not any(bad.name in r.path for r in listing.records)
+
+
+def test_duplicate_ratings_by_one_rater_are_refused_and_counted(tiny_phantom, tmp_path):
+    from pipelines.sources import read_source
+
+    root = tmp_path / "cp"
+    shutil.copytree(tiny_phantom / "cppain", root)
+    lines = (root / "ratings.csv").read_text().splitlines()
+    (root / "ratings.csv").write_text("\n".join([*lines, lines[1]]) + "\n")  # the first rating again
+    image = lines[1].split(",")[0]
+    listing = read_source("cppain", root)
+    assert any(r.rel == image and "rated twice by rater" in r.reason for r in listing.rejected)
+    assert image not in {r.rel for r in listing.records}
+
+
+def test_a_subject_key_of_spaces_is_refused(monkeypatch):
+    from pipelines.privacy import load_key
+
+    monkeypatch.setenv("PAINSEARCH_SUBJECT_KEY", " " * 40)
+    with pytest.raises(PainsearchError, match="blank"):
+        load_key()
+
+
+def test_only_image_formats_a_face_set_uses_are_decoded(tmp_path):
+    """Pillow opens dozens of formats (EPS would go to Ghostscript): only a face data set's are decoded, and the
+    pixel limit is this call's, not the process's."""
+    from PIL import Image as PILImage
+
+    from pipelines.errors import Rejection
+    from pipelines.preprocess.decode import ACCEPTED, decode
+
+    before = PILImage.MAX_IMAGE_PIXELS
+    for fmt in ("GIF", "ICO", "PPM", "TGA"):
+        buf = tmp_path / f"x.{fmt.lower()}"
+        PILImage.new("RGB", (40, 40), (10, 200, 30)).save(buf, format=fmt)
+        with pytest.raises(Rejection, match=f"{fmt} image.*expected one of"):
+            decode(buf.read_bytes(), 1_000_000)
+    for fmt in ACCEPTED:
+        buf = tmp_path / f"ok.{fmt.lower()}"
+        PILImage.new("RGB", (40, 40), (10, 200, 30)).save(buf, format=fmt)
+        assert decode(buf.read_bytes(), 1_000_000).shape == (40, 40, 3)
+    with pytest.raises(Rejection, match="decompression bomb"):
+        decode((tmp_path / "ok.png").read_bytes(), 1_000)
+    assert PILImage.MAX_IMAGE_PIXELS == before
+
+
+def test_a_failed_grabcut_is_recorded_not_hidden():
+    """GrabCut cannot separate a face box too small to seed its model: the image keeps its background, and the
+    remover says so, which the row (`background_removed`) and the report (`background_kept`) carry."""
+    from pipelines.config import PreprocessConfig
+    from pipelines.preprocess.background import background_remover
+
+    remove = background_remover(PreprocessConfig(background="grabcut"))
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    out, removed = remove(img, (15.0, 15.0, 16.0, 16.0))
+    assert removed is False and np.array_equal(out, img)
+    out, removed = remove(img, (8.0, 8.0, 24.0, 24.0))
+    assert removed is True and (out == 255).all(axis=2).any()
+
+
+def test_rows_and_the_report_say_whether_the_background_was_removed(tiny_shards):
+    table = read_table(str(tiny_shards))
+    report = json.loads((tiny_shards / REPORT).read_text())
+    removed = table.column("background_removed").to_pylist()
+    assert report["background_kept"] == removed.count(False) and removed.count(True) > 0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["data", "prepare", "--size", "abc", "--out", "x"], "--size"),
+    (["search", "run", "--config", "c.yaml", "--num-cpus", "two"], "--num-cpus"),
+    (["data", "synth", "x", "--scale", "huge"], "--scale"),
+])
+def test_a_command_line_type_error_is_one_sentence(args, fragment):
+    r = subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("painsearch: error:"), r.stderr
+    assert fragment in lines[0] and "usage:" not in r.stderr
+
+
+def test_a_config_that_is_not_utf8_is_one_sentence(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes("data:\n  out: caf\xe9\n".encode("latin-1"))
+    r = subprocess.run([sys.executable, "-m", "cluster.cli", "data", "prepare", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "UTF-8" in r.stderr and r.stderr.count("\n") == 1

@@ -1,0 +1,159 @@
+"""Faults that used to lose work: writes cut short, a storage outage, two drivers, a worker killed for memory;
+and a short fault run (tests/faults.py) that kills a study at seeded moments and checks nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.errors import PainsearchError
+from pipelines.storage import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def test_a_write_cut_short_is_never_listed(tmp_path):
+    """A killed local write leaves its temporary file behind: listings never show it, so the attempt records a
+    search reads back are all whole."""
+    from search.layout import SearchKey
+    from search.tuner import _attempts
+
+    store = open_store(str(tmp_path / "results"))
+    key = SearchKey("weinet", "external", 0)
+    store.write_bytes(json.dumps({"trial_id": "t1", "kind": "error"}).encode(), key.path, "attempts", "t1-0.json")
+    folder = tmp_path / "results" / key.path / "attempts"
+    (folder / ".tmp-0123456789abcdef").write_bytes(b'{"trial_id": "t1", "ki')  # a write a kill cut short
+    (folder / ".tmp-dir").mkdir()
+    assert store.list(key.path, "attempts") == ["t1-0.json"] and store.dirs(key.path, "attempts") == []
+    assert list(_attempts(store, key)) == ["t1"]
+
+
+def test_a_second_driver_is_refused_and_a_dead_ones_lease_taken_over(tmp_path, monkeypatch):
+    from search import lease as leases
+
+    store = open_store(str(tmp_path / "results"))
+    monkeypatch.setattr(leases, "SETTLE_S", 0.0)
+    first = leases.Lease(store)
+    first.acquire()
+    with pytest.raises(PainsearchError, match="being run by another driver") as err:
+        leases.Lease(store).acquire()
+    assert "\n" not in str(err.value) and f"{leases.STALE_S:.0f} s" in str(err.value)
+    first.release()
+    assert not store.exists("lease.json")
+    # a driver killed on this host: its process is gone, so its lease is stale at once
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.write_bytes(json.dumps({"holder": "x", "host": os.uname().nodename, "pid": dead.pid,
+                                  "heartbeat": time.time()}).encode(), "lease.json")
+    with leases.Lease(store):
+        pass
+    # a driver on another host whose heartbeat stopped
+    store.write_bytes(json.dumps({"holder": "y", "host": "elsewhere", "pid": 1,
+                                  "heartbeat": time.time() - leases.STALE_S - 1}).encode(), "lease.json")
+    with leases.Lease(store):
+        pass
+    store.write_bytes(json.dumps({"holder": "z", "host": "elsewhere", "pid": 1, "heartbeat": time.time()}).encode(),
+                      "lease.json")
+    with pytest.raises(PainsearchError, match="on elsewhere, process 1"):
+        leases.Lease(store).acquire()
+
+
+def test_a_store_that_never_answers_ends_in_one_sentence_after_its_retries(monkeypatch):
+    """Transient failures are tried again with growing waits, then end in one sentence."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    store = open_store("s3://painsearch/x")
+    t0 = time.monotonic()
+    with pytest.raises(PainsearchError, match="could not be reached"):
+        store.write_bytes(b"x", "a.json", patience=2.5)
+    assert 2.0 < time.monotonic() - t0 < 30  # tried for its patience, not once
+    with pytest.raises(PainsearchError, match="could not be reached"):
+        store.check_writable()  # the check at a command's start tries once
+
+
+@pytest.mark.slow
+def test_a_write_during_an_outage_succeeds_when_the_server_is_back(tmp_path, monkeypatch):
+    """SeaweedFS stopped under a write, started again a few seconds later: the write goes through."""
+    from conftest import free_port
+    from seaweed import Seaweed
+
+    server = Seaweed(tmp_path / "weed", {name: free_port() for name in ("master", "volume", "filer", "s3")})
+    server.start()
+    try:
+        for k, v in server.env().items():
+            monkeypatch.setenv(k, v)
+        store = open_store("s3://painsearch/outage")
+        store.write_bytes(b"before", "a.json")
+        server.stop()
+        result: dict = {}
+
+        def write() -> None:
+            t0 = time.monotonic()
+            try:
+                store.write_bytes(b"during", "b.json")
+                result["seconds"] = time.monotonic() - t0
+            except Exception as exc:  # noqa: BLE001
+                result["error"] = exc
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(4)
+        assert writer.is_alive(), result  # still trying, not failed
+        server.start()
+        writer.join(timeout=120)
+        assert "error" not in result and result["seconds"] > 4, result
+        assert store.read_bytes("b.json") == b"during" and store.read_bytes("a.json") == b"before"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_for_memory_is_recorded_as_out_of_memory(ray_local):
+    """From Ray's own errors: the memory monitor's OutOfMemoryError, and an actor the kernel kills (SIGKILL)."""
+    import ray
+    from ray.exceptions import OutOfMemoryError
+
+    from search.trial import error_kind
+
+    @ray.remote(num_cpus=0)
+    class Doomed:
+        def die(self) -> None:
+            os.kill(os.getpid(), 9)
+
+    with pytest.raises(ray.exceptions.RayActorError) as err:
+        ray.get(Doomed.remote().die.remote())
+    assert error_kind(err.value) == "out_of_memory"
+    assert error_kind(OutOfMemoryError("Task was killed due to the node running low on memory.")) == "out_of_memory"
+    assert error_kind(ValueError("bad")) == "error"
+    assert error_kind(PainsearchError("Could not write s3://b/x: the S3 endpoint (x) could not be reached; check")) == "storage"
+
+
+@pytest.mark.slow
+def test_a_study_killed_at_seeded_moments_loses_nothing(tiny_shards, tmp_path):
+    """Three kills (mid-trial of a multi-epoch trial, just after a search was sealed, after a random delay), each
+    followed by --resume; at the end every search is sealed once, every trial ended once, and the trials cut
+    short continued from their last checkpoint."""
+    from faults import fault_run, study_command
+
+    from search.config import load_study_config
+
+    uri = str(tmp_path / "results")
+    sets = ["models=[weinet]", "scenarios=[subject_kfold,external]", "search.space.epochs=[3,3]",
+            "search.scheduler=none", "search.concurrent_searches=1", "search.verbose=0"]
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                    "scenarios": ["subject_kfold", "external"],
+                                    "search": {"space": {"epochs": [3, 3]}, "scheduler": "none",
+                                               "concurrent_searches": 1, "verbose": 0}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    record = fault_run(study_command(SMOKE, uri, str(tiny_shards), sets), env, cfg, kills=3, seed=1,
+                       log=tmp_path / "fault.log")
+    assert record["kills"] == 3 and record["mid_trial_kills"] >= 1, record
+    assert record["searches"] == 4 and record["trials"] == 8 and record["continued_from_checkpoint"] >= 1, record
