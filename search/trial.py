@@ -86,8 +86,8 @@ def _chain(exc: BaseException):
 
 def error_kind(exc: BaseException | str) -> str:
     """The kind of a failed attempt from the exception's own types and Ray's exit causes: a worker that Ray's
-    memory monitor kills raises `ray.exceptions.OutOfMemoryError`; one the kernel kills (SIGKILL) dies with an
-    exit detail that says so. A traceback's text stands in where only that survived (a wrapped remote error)."""
+    memory monitor kills raises `ray.exceptions.OutOfMemoryError`; one the kernel kills dies with Ray's exit type
+    SYSTEM_ERROR. A traceback's text stands in where only that survived (a wrapped remote error)."""
     from ray.exceptions import RayActorError, WorkerCrashedError
 
     if isinstance(exc, str):
@@ -99,8 +99,10 @@ def error_kind(exc: BaseException | str) -> str:
     for e in _chain(exc):
         if type(e).__name__ in OOM_TYPES:
             return "out_of_memory"
-        if isinstance(e, (RayActorError, WorkerCrashedError)) and "SIGKILL" in str(e):
-            return "out_of_memory"  # what the kernel's OOM killer sends; Ray names it as the likely cause
+        if isinstance(e, (RayActorError, WorkerCrashedError)) and "exit type: SYSTEM_ERROR" in str(e):
+            # the worker died unexpectedly (the kernel killed it): Ray's exit detail names the OOM killer as the
+            # first common cause, and cannot tell it from a crash, which the recorded error text then shows
+            return "out_of_memory"
         if isinstance(e, PainsearchError) and any(w in str(e) for w in STORAGE_WORDS):
             return "storage"
     return error_kind("".join(traceback.format_exception(exc)))

@@ -1,0 +1,182 @@
+"""Reliability in figures: a long fuzz run of `prepare` and a long fault run of the study, on a real S3 server.
+
+Fuzz: seeded broken and odd inputs (pipelines/phantom/fuzz.py) through `painsearch data prepare` on both
+engines; counted: inputs tried, crashes (an exit other than 0, or 2 with one sentence), inputs that ended
+as neither a row nor a listed rejection, or as both.
+
+Faults: the smoke study with multi-epoch trials on SeaweedFS S3, its driver SIGKILLed at seeded moments
+(tests/faults.py) and resumed each time, the S3 server stopped and started again under the running study
+between kills; then `prepare` under the Ray engine writing to S3, killed half way and run again, against
+an uninterrupted run. Counted: faults injected, survived, searches sealed twice, trials lost or run twice,
+trials that continued from their checkpoint, shard rows lost or doubled.
+
+    .venv/bin/python benchmarks/reliability.py [--inputs 400] [--kills 8] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from benchmarks.report import machine, write_block  # noqa: E402
+from faults import fault_run, study_command  # noqa: E402
+from seaweed import Seaweed  # noqa: E402
+
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fuzz(work: Path, phantom: Path, inputs: int, seed: int) -> dict:
+    from pipelines.phantom.fuzz import fuzz_manifest
+    from test_fuzz import check_prepare
+
+    faces = [p.read_bytes() for p in sorted((phantom / "delaware" / "images").glob("*.jpg"))[:12]]
+    env = {**os.environ, "PAINSEARCH_SUBJECT_KEY": "f" * 32}
+    out = {"inputs": 0, "rows": 0, "rejected": 0, "crashes": 0, "violations": 0}
+    for i, engine in enumerate(("local", "ray")):
+        root = work / f"fuzz-{engine}"
+        manifest = fuzz_manifest(root, seed=seed + i, n=inputs // 2, faces=faces)
+        try:
+            counts = check_prepare(manifest, root / "out", engine, env)
+            for k in ("inputs", "rows", "rejected"):
+                out[k] += counts[k]
+        except AssertionError as exc:
+            out["crashes" if "Traceback" in str(exc) or "returncode" in str(exc) else "violations"] += 1
+            print(f"fuzz {engine}: {str(exc)[:500]}", flush=True)
+    return out
+
+
+def faults(work: Path, shards: Path, kills: int, seed: int) -> dict:
+    from search.config import load_study_config
+
+    server = Seaweed(work / "weed", {name: free_port() for name in ("master", "volume", "filer", "s3")})
+    server.start()
+    try:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env()}
+        for k, v in server.env().items():
+            os.environ[k] = v
+        uri = "s3://painsearch/fault-run"
+        sets = ["models=[weinet,vgg16]", "scenarios=[subject_kfold,external]", "search.space.epochs=[3,3]",
+                "search.scheduler=none", "search.verbose=0"]
+        cfg = load_study_config(SMOKE, {"shards": str(shards), "storage": uri, "models": ["weinet", "vgg16"],
+                                        "scenarios": ["subject_kfold", "external"],
+                                        "search": {"space": {"epochs": [3, 3]}, "scheduler": "none", "verbose": 0}})
+        outages = []
+
+        def outage(i: int) -> None:
+            """After every other kill, the S3 server stops 8 s into the next run, under the running study, and
+            comes back 20 s later."""
+            if i % 2 == 0:
+                outages.append(i)
+                threading.Timer(8, server.stop).start()
+                threading.Timer(28, server.start).start()
+
+        record = fault_run(study_command(SMOKE, uri, str(shards), sets), env, cfg, kills=kills, seed=seed,
+                           log=work / "fault.log", between=outage, timeout=3600)
+        record["outages"] = len(outages)
+        record["prepare"] = prepare_kill(work, shards, server)
+        return record
+    finally:
+        server.stop()
+
+
+def prepare_kill(work: Path, shards: Path, server: Seaweed) -> dict:
+    """`prepare` under the Ray engine writing to S3, killed half way and run again, against an uninterrupted run."""
+    from pipelines.shards.read import read_table
+    from pipelines.storage import open_store
+
+    phantom = work / "phantom"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env()}
+    base = [sys.executable, "-m", "cluster.cli", "data", "prepare", "--config", str(phantom / "prepare.yaml"),
+            "--engine", "ray", "--size", "32", "--background", "grabcut", "--chunk-size", "8", "--frames", "4"]
+    clean = subprocess.run(base + ["--out", "s3://painsearch/prepare-clean"], env=env, capture_output=True, text=True,
+                           timeout=1800, cwd=ROOT)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    store = open_store("s3://painsearch/prepare-killed")
+    proc = subprocess.Popen(base + ["--out", store.uri], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd=ROOT)
+    while proc.poll() is None and len(store.list("_chunks")) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    chunks_at_kill = len(store.list("_chunks"))
+    again = subprocess.run(base + ["--out", store.uri], env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-2000:]
+    a = read_table("s3://painsearch/prepare-clean", columns=["source_sha256"]).column("source_sha256").to_pylist()
+    b = read_table(store.uri, columns=["source_sha256"]).column("source_sha256").to_pylist()
+    return {"chunks_done_at_kill": chunks_at_kill, "rows_clean": len(a), "rows_killed": len(b),
+            "rows_lost": len(set(a) - set(b)), "rows_doubled": len(b) - len(set(b))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--inputs", type=int, default=400, help="fuzz inputs, split over the two engines")
+    ap.add_argument("--kills", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = ap.parse_args()
+
+    from pipelines.bootstrap import torch_first
+
+    torch_first()
+    from pipelines.config import prepare_config
+    from pipelines.phantom.synth import sources, synth
+    from pipelines.shards.prepare import prepare
+
+    work = Path(tempfile.mkdtemp(prefix="painsearch-reliability-"))
+    synth(work / "phantom", scale="tiny", seed=0)
+    shards = work / "shards"
+    prepare(prepare_config({"sources": sources(work / "phantom"), "out": str(shards), "frames_per_subject_class": 4,
+                            "engine": "local", "chunk_size": 16, "preprocess": {"size": 32, "background": "grabcut"}}),
+            log=lambda m: None)
+    t0 = time.time()
+    f = fuzz(work, work / "phantom", args.inputs, args.seed)
+    fuzz_s = time.time() - t0
+    r = faults(work, shards, args.kills, args.seed)
+    p = r["prepare"]
+    survived = r["kills"] + r["outages"] + 1  # every kill and outage ended in a finished study; the prepare kill too
+    lines = [
+        machine(),
+        f"Command: `.venv/bin/python benchmarks/reliability.py --inputs {args.inputs} --kills {args.kills} --seed {args.seed}`.",
+        "",
+        "| run | tried | survived | crashes or losses |",
+        "|---|---|---|---|",
+        f"| fuzz: `prepare` over broken and odd inputs, both engines | {f['inputs']} inputs | {f['rows']} rows + "
+        f"{f['rejected']} listed rejections | {f['crashes']} crashes, {f['violations']} inputs neither or both |",
+        f"| faults: the study SIGKILLed and resumed ({', '.join(sorted(set(r['triggers'])))}), the S3 server "
+        f"stopped under it | {r['kills']} kills, {r['outages']} outages, 1 prepare kill | {survived} of "
+        f"{r['kills'] + r['outages'] + 1} | 0 searches sealed twice, 0 trials lost or run twice "
+        f"(of {r['trials']}), {p['rows_lost']} shard rows lost, {p['rows_doubled']} doubled |",
+        "",
+        f"The fault run's study ({r['searches']} searches, trials of 3 epochs, results on SeaweedFS S3) took "
+        f"{r['seconds']:.0f} s with its kills; {r['continued_from_checkpoint']} trials cut short by a kill continued "
+        f"from their last epoch's checkpoint (their earlier epochs were not trained again). The killed `prepare` had "
+        f"{p['chunks_done_at_kill']} chunks done; run again, it wrote {p['rows_killed']} rows against "
+        f"{p['rows_clean']} for an uninterrupted run. The fuzz run took {fuzz_s:.0f} s.",
+    ]
+    block = "\n".join(lines)
+    print(block)
+    write_block(args.out, "reliability", "Reliability", block)
+
+
+if __name__ == "__main__":
+    main()
