@@ -33,7 +33,15 @@ def torch_first() -> None:
 
 
 def tensorflow():
-    """The `tensorflow` module, imported with the settings above in place; what every TensorFlow user calls."""
+    """The `tensorflow` module, imported with the settings above in place; what every TensorFlow user calls.
+
+    Every GPU it sees gets memory growth before anything touches it: by default TensorFlow takes a whole card's
+    memory, so of two trials given half a card each the second would run out of memory."""
     import tensorflow as tf
 
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(device, True)
+        except RuntimeError:  # the device is initialised already: growth was set then, or cannot change now
+            pass
     return tf

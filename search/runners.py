@@ -131,7 +131,7 @@ def run_inline(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -
     from ray import tune
 
     from pipelines.training.loop import fit_arrays
-    from pipelines.training.ray_train import write_epoch
+    from pipelines.training.ray_train import where, write_epoch
     from search.layout import TRAIN_DIR
 
     keras.backend.clear_session()  # the reused actor's previous trial leaves its graph and layers behind
@@ -147,6 +147,7 @@ def run_inline(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -
     restore = download(store, run, latest) if latest else None
 
     def report(metrics: dict[str, Any], saved: str | None) -> None:
+        metrics = {**metrics, **where()}
         write_epoch(store, run, metrics)
         if saved:
             keeper.add(saved, int(metrics["epoch"]), int(metrics[checkpoint.RANK]))

@@ -122,18 +122,19 @@ def record_attempt(store: Store, key: SearchKey, trial_id: str, exc: BaseExcepti
 
 
 def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,
-                  tensorflow_loaded_before: bool) -> None:
+                  actor_start_s: float) -> None:
     timing = {"trial_id": trial_id, "wall_s": time.time() - started, "setup_s": fit_started - started,
               "fit_s": time.time() - fit_started,
               # a Ray Train trial's process only drives the run: importing TensorFlow there costs every trial seconds;
               # an inline trial trains here, and its reused actor has TensorFlow loaded from an earlier trial
               "driver_imported_tensorflow": "tensorflow" in sys.modules,
-              "tensorflow_loaded_before": tensorflow_loaded_before}
+              # an inline trial's fresh actor loads TensorFlow first (0 on a reused actor, and under Ray Train)
+              "actor_start_s": actor_start_s}
     runs = len(of_trial(store.list(key.path, TIMING_DIR), trial_id))
     store.write_bytes(json.dumps(timing).encode(), key.path, TIMING_DIR, numbered(trial_id, runs))
 
 
-def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
+def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: float = 0.0) -> None:
     """The Tune function trainable: the trial's runner trains; each failed attempt is written down before it is
     re-raised, and the trial's timing after it ends."""
     from ray import tune
@@ -144,12 +145,12 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     session = train_session()  # taken now: Tune drops it when it stops the trial
     store = ctx.store()
-    started, loaded = time.time(), "tensorflow" in sys.modules
+    started = time.time()
     try:
         fold = fold_table(store, ctx.key)
         fit_started = time.time()
         RUN[ctx.runner](ctx, config, trial_id, store, fold)
-        record_timing(store, ctx.key, trial_id, started, fit_started, loaded)
+        record_timing(store, ctx.key, trial_id, started, fit_started, actor_start_s)
     except Exception as exc:
         # Tune stopped this trial (ASHA, or the search ended): under Ray Train it removes the trial's placement
         # group, which takes the run down with it; that is not a failed attempt (an inline trial leaves quietly)

@@ -67,11 +67,21 @@ def _searcher(cfg: StudyConfig, seed: int):
 
 def _trainable(ctx: TrialContext):
     """`trial_fn` with this search's context, under a name of its own: Tune registers trainables by name
-    per Ray job, so concurrent searches sharing one name would run each other's trials."""
+    per Ray job, so concurrent searches sharing one name would run each other's trials. An inline trial's
+    actor loads TensorFlow before its first trial begins (the actor's start-up, kept once for all the
+    trials it runs, and recorded apart from theirs)."""
     context = ctx.to_dict()
+    inline = ctx.runner == "inline"
 
     def trainable(config: dict[str, Any]) -> None:
-        trial_fn(config, context)
+        import sys
+
+        t0, start_s = time.time(), 0.0
+        if inline and "tensorflow" not in sys.modules:
+            import pipelines.models.build  # noqa: F401  (TensorFlow, tf-keras and the builders)
+
+            start_s = time.time() - t0
+        trial_fn(config, context, actor_start_s=start_s)
 
     trainable.__name__ = trainable.__qualname__ = f"trial_{ctx.key.slug}"
     return trainable

@@ -75,6 +75,10 @@ def ray_local():
 
     from cluster.local import ensure_ray
 
+    # the node's own credentials for the test S3 server, as a cluster node has them (env or instance role):
+    # nothing painsearch sends to a worker carries them
+    for k, v in {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
+        os.environ.setdefault(k, v)
     ensure_ray(num_cpus=2)
     yield
     ray.shutdown()
@@ -161,8 +165,10 @@ def ray_head():
     import tempfile
 
     # the job API runs whatever reaches it: this cluster takes only requests that carry its own token
+    # the nodes' own S3 credentials (as an instance role gives them): no job or runtime env carries them
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "AWS_ACCESS_KEY_ID": S3_KEY,
+           "AWS_SECRET_ACCESS_KEY": S3_SECRET}
     env.pop("RAY_ADDRESS", None)
     temp = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
     # every port its own: the session's in-process Ray already holds Ray's default agent ports
@@ -226,7 +232,7 @@ def smoke_study(tiny_shards, ray_head, seaweed):
 
     uri = "s3://painsearch/smoke-study"
     env = {**ray_head["env"], **s3_vars(seaweed)}
-    runtime_env = {"env_vars": s3_vars(seaweed)}
+    runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": seaweed["endpoint"]}}  # where the store is, not who may use it
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(ROOT),
            "--runtime-env-json", json.dumps(runtime_env), "--",
            "painsearch", "search", "run", "--config", "configs/smoke.yaml", "--storage", uri, "--set", f"shards={tiny_shards}"]
@@ -241,6 +247,6 @@ def smoke_study(tiny_shards, ray_head, seaweed):
     mp = pytest.MonkeyPatch()
     for k, v in s3_vars(seaweed).items():
         mp.setenv(k, v)
-    yield {"uri": uri, "seconds": time.time() - t0, "job_output": job.stdout,
+    yield {"uri": uri, "seconds": time.time() - t0, "job_output": job.stdout, "runtime_env": runtime_env,
            "cfg": load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri})}
     mp.undo()

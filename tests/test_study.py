@@ -297,3 +297,24 @@ def test_the_smoke_study_job_succeeded(smoke_study):
     """`ray job submit --working-dir . -- painsearch search run --config configs/smoke.yaml --storage s3://...`"""
     out = smoke_study["job_output"]
     assert "succeeded" in out and "12 searches done (0 failed)" in out
+
+
+def test_nothing_the_study_writes_or_submits_holds_a_secret(smoke_study, seaweed, ray_head):
+    """The S3 credentials stay with the nodes: no byte of the results store (Tune's pickles included) and nothing
+    of the submitted job (its runtime env, which the dashboard shows) holds them."""
+    from conftest import S3_KEY, S3_SECRET
+
+    secrets = (S3_SECRET.encode(), S3_KEY.encode())
+    client = seaweed["client"]
+    prefix = smoke_study["uri"].removeprefix("s3://painsearch/") + "/"
+    scanned = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=prefix):
+        for obj in page.get("Contents", []):
+            body = client.get_object(Bucket="painsearch", Key=obj["Key"])["Body"].read()
+            assert not any(s in body for s in secrets), obj["Key"]
+            scanned += obj["Key"].endswith(".pkl")
+    assert scanned >= 12  # every search's tuner.pkl was read
+    jobs = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", ray_head["address"]],
+                          env=ray_head["env"], capture_output=True, text=True, timeout=120)
+    assert jobs.returncode == 0 and seaweed["endpoint"] in jobs.stdout, jobs.stderr
+    assert not any(s.decode() in jobs.stdout for s in secrets)

@@ -37,12 +37,9 @@ def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
         parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
         kwargs["endpoint_override"] = parsed.netloc
         kwargs["scheme"] = parsed.scheme or "http"
-    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        # explicit, so a filesystem pickled to a Ray worker carries the driver's credentials
-        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
-        kwargs["secret_key"] = os.environ["AWS_SECRET_ACCESS_KEY"]
-        if os.environ.get("AWS_SESSION_TOKEN"):
-            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    # No credentials here: given explicitly, pyarrow pickles them in plain text with the filesystem, and Tune
+    # pickles its filesystem into the results store (tuner.pkl). Left out, every process resolves them from its
+    # own environment or instance role (the AWS SDK's default chain), on whichever node it runs.
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if region:
         kwargs["region"] = region
@@ -51,12 +48,14 @@ def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
-S3_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "AWS_DEFAULT_REGION", "AWS_REGION")
+# Where the store is, not who may use it: what a Ray worker is told. Credentials never travel with work (a
+# runtime env is shown by the dashboard to whoever reaches it): each node resolves its own.
+S3_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
+SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def s3_env() -> dict[str, str]:
-    """The S3 settings of this process, for Ray workers that must reach the same store."""
+    """The S3 settings of this process that Ray workers need to find the same store (no credentials)."""
     return {k: os.environ[k] for k in S3_ENV_VARS if os.environ.get(k)}
 
 

@@ -37,17 +37,10 @@ def optimizer(cfg: TrainConfig):
 
 
 def gpus() -> list:
-    """The GPUs TensorFlow sees; each gets memory growth, so trials given a fraction of a card can share it."""
+    """The GPUs TensorFlow sees (each with memory growth: `pipelines.bootstrap.tensorflow`)."""
     from pipelines.bootstrap import tensorflow
 
-    tf = tensorflow()
-    devices = tf.config.list_physical_devices("GPU")
-    for device in devices:
-        try:
-            tf.config.experimental.set_memory_growth(device, True)
-        except RuntimeError:  # already initialised in this process: growth was set then, or it cannot change now
-            pass
-    return devices
+    return tensorflow().config.list_physical_devices("GPU")
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -55,7 +55,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         return ds.with_options(options)
 
     def report(metrics: dict[str, Any], saved: str | None) -> None:
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(saved) if saved else None)
+        ray.train.report({**metrics, **where()},
+                         checkpoint=ray.train.Checkpoint.from_directory(saved) if saved else None)
 
     # a restarted worker group gets the run's latest checkpoint; a new run can be told where to start
     restore = ray.train.get_checkpoint() or config.get("resume_from")
@@ -70,6 +71,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         started_at=started_at)
 
 
+def where() -> dict[str, Any]:
+    """Where and when an epoch ended: the Ray node, the GPUs Ray gave this process, the wall-clock time
+    (what shows how trials shared the cluster)."""
+    import ray
+
+    return {"node": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "time": time.time()}
+
+
 def _rows(shard) -> Iterator[dict[str, np.ndarray]]:
     yield from shard.iter_batches(batch_size=256, batch_format="numpy")
 
@@ -82,7 +92,8 @@ def epoch_log_callback(store, name: str):
 
     class EpochLog(UserCallback):
         def after_report(self, run_context, metrics, checkpoint) -> None:
-            write_epoch(store, name, metrics[0])
+            # the chief's metrics, and where every worker ran (one entry per worker, in rank order)
+            write_epoch(store, name, {**metrics[0], "worker_nodes": [m.get("node") for m in metrics]})
 
     return EpochLog()
 

@@ -1,0 +1,212 @@
+"""The cluster path, started for real: two Ray nodes on 127.0.0.1 brought up with the launcher YAML's own start
+commands (ports and temp dirs substituted, token auth on, the worker declaring two fake GPUs), the README's
+`ray job submit --working-dir .` from a checkout that holds what its quick start writes, trials sharing the GPUs
+half a card each, and a Ray Train search whose two workers sit on different nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import S3_KEY, S3_SECRET, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SMOKE = "configs/smoke.yaml"
+
+
+def _ports(prefix: str) -> list[str]:
+    names = ("node-manager-port", "object-manager-port", "metrics-export-port", "dashboard-agent-listen-port",
+             "dashboard-agent-grpc-port", "runtime-env-agent-port")
+    lo = free_port()
+    return [f"--{n}={free_port()}" for n in names] + [f"--min-worker-port={lo + 1000}", f"--max-worker-port={lo + 1300}"]
+
+
+def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tuple[str, str]:
+    """The launcher YAML's head and worker `ray start` lines, as a cluster runs them, made to fit one machine."""
+    cfg = yaml.safe_load((ROOT / "cluster" / "deploy" / "aws-gpu.yaml").read_text())
+    head = next(c for c in cfg["head_start_ray_commands"] if "ray start" in c)
+    worker = next(c for c in cfg["worker_start_ray_commands"] if "ray start" in c)
+    head = head.replace("--port=6379", f"--port={port}").replace("$(hostname -I | awk '{print $1}')", "127.0.0.1")
+    head = re.sub(r"--autoscaling-config=\S+", "", head)
+    head += (f" --node-ip-address=127.0.0.1 --num-cpus=1 --num-gpus=0 --temp-dir={temp} --dashboard-port={dashboard}"
+             f" --ray-client-server-port={client} " + " ".join(_ports("head")))
+    worker = worker.replace("$RAY_HEAD_IP:6379", f"127.0.0.1:{port}")
+    worker += " --node-ip-address=127.0.0.1 --num-cpus=1 --num-gpus=2 " + " ".join(_ports("worker"))
+    return head, worker
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    temp = Path(f"/tmp/tn-{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}, "HOME": str(home),
+           "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           # the nodes' own S3 credentials, as an instance profile gives them
+           "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    # what the README says to run once: the token the launcher's file_mounts copy to every node
+    token = subprocess.run([str(VENV_BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr
+    port, dashboard, client = free_port(), free_port(), free_port()
+    head, worker = launcher_commands(port, dashboard, client, temp)
+    procs = []
+    for command in (head, worker):
+        r = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=240,
+                           start_new_session=True)
+        assert r.returncode == 0, command + "\n" + r.stdout[-2000:] + r.stderr[-2000:]
+    yield {"address": f"http://127.0.0.1:{dashboard}", "env": env, "temp": temp, "home": home}
+    stop_by_pid(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop_by_pid(temp: Path) -> None:
+    """Stop exactly the processes of this cluster: those whose command line names its temp dir, their process
+    groups, and their descendants."""
+    def table() -> dict[int, tuple[int, int, str]]:
+        out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
+        rows = [line.split(None, 3) for line in out.splitlines()]
+        return {int(r[0]): (int(r[1]), int(r[2]), r[3] if len(r) > 3 else "") for r in rows if len(r) >= 3}
+
+    procs = table()
+    ours = {pid for pid, (_, _, args) in procs.items() if str(temp) in args and "ps -ww" not in args}
+    groups = {procs[pid][1] for pid in ours} - {os.getpgrp()}
+    ours |= {pid for pid, (_, pgid, _) in procs.items() if pgid in groups}
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in ours} - ours
+        ours |= children
+        grew = bool(children)
+    ours.discard(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
+        for pid in sorted(ours & set(table())):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+        if not ours & set(table()):
+            break
+
+
+def quick_start_checkout(tmp: Path) -> Path:
+    """A copy of the repository holding what the README's quick start writes there: more than Ray's 100 MiB upload
+    limit of phantom images, shards, results and a report, none of which may travel with a job."""
+    checkout = tmp / "checkout"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in tracked:
+        if (ROOT / rel).is_file():
+            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, checkout / rel)
+    for folder in ("phantom/unbc/Images", "phantom/shards", "results/searches", "report/figures"):
+        (checkout / folder).mkdir(parents=True, exist_ok=True)
+        (checkout / folder / "data.bin").write_bytes(os.urandom(30 * 2**20))
+    (checkout / "phantom" / "shards" / "prepare_report.json").write_text('{"rejected": [{"input": "Jane Doe.png"}]}')
+    return checkout
+
+
+def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subprocess.CompletedProcess:
+    """The README's command: `ray job submit --address ... --working-dir . --runtime-env-json ... -- painsearch ...`."""
+    runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": seaweed["endpoint"]}}  # where the store is; no credentials
+    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", cluster["address"], "--working-dir", ".",
+           "--runtime-env-json", json.dumps(runtime_env), "--", "painsearch", "search", "run", "--config", SMOKE,
+           "--storage", storage, *[a for s in sets for a in ("--set", s)]]
+    env = {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"]}
+    deadline = time.time() + 120
+    while True:  # the head's job agent needs a few seconds after `ray start` returns
+        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=cwd)
+        if job.returncode == 0 or "No available agent" not in job.stderr + job.stdout or time.time() > deadline:
+            return job
+        time.sleep(3)
+
+
+def epochs_of(store, key, trial: str) -> list[dict]:
+    return [json.loads(store.read_bytes(key.of("train", trial, "epochs"), f))
+            for f in store.list(key.of("train", trial, "epochs"))]
+
+
+@pytest.mark.parametrize("runner", ["inline", "ray_train"])
+def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_shards, tmp_path, monkeypatch, runner):
+    from pipelines.storage import open_store
+    from search.config import load_study_config
+    from search.study import searches
+
+    checkout = quick_start_checkout(tmp_path)
+    uri = f"s3://painsearch/gpu-{runner}"
+    sets = [f"shards={tiny_shards}", "models=[weinet]", "scenarios=[subject_kfold]", "search.trials=4",
+            "search.max_concurrent_trials=2", "search.concurrent_searches=2", "search.space.epochs=[2,3]",
+            "search.grace_period=1", "search.reduction_factor=2", "search.startup_trials=1",
+            "resources.gpus_per_worker=0.5", "resources.cpus_per_worker=0.2", f"resources.runner={runner}"]
+    job = submit(two_nodes, checkout, uri, seaweed, sets)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "2 searches done (0 failed)" in job.stdout
+    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
+                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
+        monkeypatch.setenv(k, v)
+    store = open_store(uri)
+    cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                           "scenarios": ["subject_kfold"]})
+    spans, nodes, shares = [], set(), set()
+    stopped = []
+    for key in searches(cfg):
+        for trial in store.dirs(key.of("train")):
+            epochs = epochs_of(store, key, trial)
+            spans.append((epochs[0]["time"] - epochs[0]["time_since_start_s"], epochs[-1]["time"]))
+            nodes |= {e["node"] for e in epochs}
+            shares |= {tuple(e["gpu_ids"]) for e in epochs}
+            if len(epochs) < 3:
+                stopped.append(epochs[-1]["time"])
+    assert len(spans) == 8 and len(nodes) == 1  # every trial on the GPU node
+    assert shares <= {("0",), ("1",)} and len(shares) == 2  # half a card each, on both cards
+    peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert peak == 4, spans  # four trials at once on two GPUs
+    assert stopped and any(a > min(stopped) for a, _ in spans)  # ASHA's stops gave their share to later trials
+    # nothing the job carried, nor anything the store holds, has the S3 secret; the upload left the data behind
+    listing = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", two_nodes["address"]],
+                             env=two_nodes["env"], capture_output=True, text=True, timeout=120)
+    assert S3_SECRET not in listing.stdout and seaweed["endpoint"] in listing.stdout
+    client = seaweed["client"]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=f"gpu-{runner}/"):
+        for obj in page.get("Contents", []):
+            assert S3_SECRET.encode() not in client.get_object(Bucket="painsearch", Key=obj["Key"])["Body"].read()
+    assert "Jane Doe" not in job.stdout and "413" not in job.stdout + job.stderr
+
+
+def test_two_workers_on_two_nodes_train_like_two_on_one(two_nodes, seaweed, tiny_shards, tmp_path, monkeypatch):
+    """MultiWorkerMirroredStrategy across nodes (STRICT_SPREAD) gives what the same seed gives on one node."""
+    from pipelines.storage import open_store
+    from search.config import load_study_config
+    from search.study import searches
+
+    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
+                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
+        monkeypatch.setenv(k, v)
+    runs = {}
+    for placement in ("STRICT_SPREAD", "STRICT_PACK"):
+        uri = f"s3://painsearch/spread-{placement.lower()}"
+        sets = [f"shards={tiny_shards}", "models=[weinet]", "scenarios=[subject_kfold]", "search.trials=1",
+                "search.space.epochs=[2,2]", "search.concurrent_searches=1", "resources.runner=ray_train",
+                "resources.workers_per_trial=2", "resources.cpus_per_worker=0.4", f"resources.placement={placement}",
+                "train.augment=false"]
+        job = submit(two_nodes, ROOT, uri, seaweed, sets)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                               "scenarios": ["subject_kfold"]})
+        store, key = open_store(uri), searches(cfg)[0]
+        (trial,) = store.dirs(key.of("train"))
+        runs[placement] = epochs_of(store, key, trial)
+    spread, pack = runs["STRICT_SPREAD"], runs["STRICT_PACK"]
+    assert all(len(set(e["worker_nodes"])) == 2 for e in spread) and all(len(set(e["worker_nodes"])) == 1 for e in pack)
+    assert len(spread) == len(pack) == 2
+    for a, b in zip(spread, pack):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4, (a, b)
