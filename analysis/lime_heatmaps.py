@@ -34,9 +34,9 @@ NO_PAIN_NOTE = ("For the no-pain class a map shows what argued for no pain: a ra
                 "looked where pain shows and found none; it does not point at pain.")
 
 
-def lime_maps(model, x: np.ndarray, landmarks: list[np.ndarray], labels: list[int], settings: LimeConfig) -> list[np.ndarray]:
-    """LIME maps (weights of the explained class, positive only unless asked) of images `x` at the network's
-    input size, each warped into the canonical face with `landmarks` given in the pixels of `x`."""
+def lime_map(model, img: np.ndarray, label: int, settings: LimeConfig) -> np.ndarray:
+    """One LIME explanation of `label` for the image `img` (at the network's input size), its superpixel weights
+    painted back onto the image's pixels (positive ones only, unless asked)."""
     from lime import lime_image
     from lime.wrappers.scikit_image import SegmentationAlgorithm
 
@@ -45,17 +45,17 @@ def lime_maps(model, x: np.ndarray, landmarks: list[np.ndarray], labels: list[in
 
     segment = SegmentationAlgorithm("slic", n_segments=settings.n_segments, compactness=10, sigma=1, start_label=0)
     explainer = lime_image.LimeImageExplainer(random_state=settings.seed)
-    out = []
-    for img, pts, label in zip(x, landmarks, labels):
-        exp = explainer.explain_instance(img.astype(np.double), predict, labels=(label,), top_labels=None,
-                                         hide_color=settings.hide_color, num_samples=settings.num_samples,
-                                         batch_size=64, segmentation_fn=segment, random_seed=settings.seed)
-        weights = dict(exp.local_exp[label])
-        heat = np.vectorize(lambda s: weights.get(s, 0.0))(exp.segments).astype(float)
-        if settings.positive_only:
-            heat = np.clip(heat, 0, None)
-        out.append(to_canonical(heat, pts))
-    return out
+    exp = explainer.explain_instance(img.astype(np.double), predict, labels=(label,), top_labels=None,
+                                     hide_color=settings.hide_color, num_samples=settings.num_samples,
+                                     batch_size=64, segmentation_fn=segment, random_seed=settings.seed)
+    weights = dict(exp.local_exp[label])
+    heat = np.vectorize(lambda s: weights.get(s, 0.0))(exp.segments).astype(float)
+    return np.clip(heat, 0, None) if settings.positive_only else heat
+
+
+def lime_maps(model, x: np.ndarray, landmarks: list[np.ndarray], labels: list[int], settings: LimeConfig) -> list[np.ndarray]:
+    """LIME maps of images `x`, each warped into the canonical face with `landmarks` given in the pixels of `x`."""
+    return [to_canonical(lime_map(model, img, label, settings), pts) for img, pts, label in zip(x, landmarks, labels)]
 
 
 def pick(preds: pd.DataFrame, per_class: int) -> pd.DataFrame:

@@ -52,7 +52,7 @@ class ResourcesConfig(Strict):
     runner: Literal["auto", "inline", "ray_train"] = Field(
         "auto", description="auto: inline (the loop in the trial's own reused process) for one worker per trial, "
                             "ray_train (a Ray Train run) for several")
-    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how a Ray Train run places its workers; STRICT_SPREAD puts each on its own node")
 
     @model_validator(mode="after")

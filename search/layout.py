@@ -6,7 +6,8 @@ Writers (search/) and readers (analysis/, benchmarks/) both use these names; not
   lease.json                         which driver runs the study now (holder, host, process, heartbeat)
   folds/<scenario>.parquet           fold, image_id, role (train/val/test), dataset, subject (pseudonym), label
   searches/<model>/<scenario>/fold-<k>/
-    tune/<model>-<scenario>-fold<k>/ Tune's experiment state and per-trial results (restorable)
+    tune/<model>-<scenario>-fold<k>/ Tune's experiment state and per-trial results (restorable), TensorBoard events
+    optuna.journal                   the search's Optuna study (JournalStorage): optuna-dashboard and optuna.load_study
     train/<trial_id>/epochs/*.json   every epoch's metrics of every trial
     train/<trial_id>/checkpoint_*/   the chosen trial's kept checkpoints only (its best epoch and its last)
     attempts/<trial_id>-<n>.json     each failed attempt of a trial: error, kind (error, out_of_memory)
@@ -41,6 +42,7 @@ FORMAT = "painsearch-results"
 FORMAT_VERSION = 1
 
 TUNE_DIR = "tune"
+OPTUNA_JOURNAL = "optuna.journal"
 TRAIN_DIR = "train"
 ATTEMPTS_DIR = "attempts"
 TIMING_DIR = "timing"

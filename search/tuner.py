@@ -21,6 +21,7 @@ from pipelines.errors import PainsearchError
 from pipelines.storage import Store
 from pipelines.training import checkpoint
 from search.config import StudyConfig
+from search import optuna_store
 from search.early_stopping import scheduler
 from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE, PREDICTIONS, TRAIN_DIR, TRIALS,
                            TUNE_DIR, SearchKey, read_csv)
@@ -54,7 +55,7 @@ def trial_resources(ctx: TrialContext) -> dict[str, float]:
     return RAY_TRAIN_DRIVER
 
 
-def _searcher(cfg: StudyConfig, seed: int):
+def _searcher(cfg: StudyConfig, seed: int, store: Store, key: SearchKey):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -62,7 +63,8 @@ def _searcher(cfg: StudyConfig, seed: int):
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.search.startup_trials)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
-    return OptunaSearch(sampler=sampler)  # the sampler carries the seed
+    # the sampler carries the seed; the study is kept in the results store (search.optuna_store)
+    return OptunaSearch(sampler=sampler, study_name=key.slug, storage=optuna_store.storage(store, key))
 
 
 def _trainable(ctx: TrialContext):
@@ -94,6 +96,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     trainable = tune.with_resources(_trainable(ctx), trial_resources(ctx))
     path = store.path(key.path, TUNE_DIR, key.slug)
     if tune.Tuner.can_restore(path, storage_filesystem=store.fs):
+        optuna_store.journal_path(store, key)  # the journal comes back from the store before the searcher does
         return tune.Tuner.restore(path, trainable, storage_filesystem=store.fs, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False), True
     seed = cfg.seed * 1000 + sum(map(ord, f"{key}")) % 1000
@@ -102,7 +105,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         param_space=space.tune(),
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=cfg.metric_mode, num_samples=cfg.search.trials,
-            max_concurrent_trials=cfg.search.max_concurrent_trials, search_alg=_searcher(cfg, seed),
+            max_concurrent_trials=cfg.search.max_concurrent_trials, search_alg=_searcher(cfg, seed, store, key),
             # an inline trial stops at an epoch's report, so its actor is free for the next trial with TensorFlow and
             # the fold loaded; a trial that Tune stops is still blocked in its Ray Train run, so its actor cannot be
             # reset in time and each Ray Train trial gets a fresh one (test_trials_that_tune_stops_end_cleanly)
@@ -112,6 +115,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         run_config=tune.RunConfig(
             name=key.slug, storage_path=store.path(key.path, TUNE_DIR), storage_filesystem=store.fs,
             failure_config=tune.FailureConfig(max_failures=cfg.search.retries), verbose=cfg.search.verbose,
+            callbacks=[optuna_store.sync_callback(store, key)],
         ),
     ), False
 
@@ -216,6 +220,7 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
     ctx = context_for(cfg, results, key)
     tuner, restored = _tuner(cfg, store, key, ctx)
     grid = tuner.fit()
+    optuna_store.sync(store, key)
     trials = _trial_rows(list(grid), cfg, store, key)
     metric_col = f"best_{cfg.search.metric}"
     ok = trials[(trials["status"] == "ok") & trials[metric_col].notna()] if len(trials) else trials

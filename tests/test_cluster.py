@@ -25,11 +25,16 @@ VENV_BIN = Path(sys.executable).parent
 SMOKE = "configs/smoke.yaml"
 
 
-def _ports(prefix: str) -> list[str]:
+# each node's worker processes take ports from a range of their own, below the ephemeral ports free_port hands
+# out and above the range a default Ray cluster (the session's) uses
+WORKER_PORTS = {"head": 21000, "worker": 22000}
+
+
+def _ports(node: str) -> list[str]:
     names = ("node-manager-port", "object-manager-port", "metrics-export-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "runtime-env-agent-port")
-    lo = free_port()
-    return [f"--{n}={free_port()}" for n in names] + [f"--min-worker-port={lo + 1000}", f"--max-worker-port={lo + 1300}"]
+    lo = WORKER_PORTS[node]
+    return [f"--{n}={free_port()}" for n in names] + [f"--min-worker-port={lo}", f"--max-worker-port={lo + 299}"]
 
 
 def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tuple[str, str]:
@@ -39,10 +44,10 @@ def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tup
     worker = next(c for c in cfg["worker_start_ray_commands"] if "ray start" in c)
     head = head.replace("--port=6379", f"--port={port}").replace("$(hostname -I | awk '{print $1}')", "127.0.0.1")
     head = re.sub(r"--autoscaling-config=\S+", "", head)
-    head += (f" --node-ip-address=127.0.0.1 --num-cpus=1 --num-gpus=0 --temp-dir={temp} --dashboard-port={dashboard}"
+    head += (f" --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --temp-dir={temp} --dashboard-port={dashboard}"
              f" --ray-client-server-port={client} " + " ".join(_ports("head")))
     worker = worker.replace("$RAY_HEAD_IP:6379", f"127.0.0.1:{port}")
-    worker += " --node-ip-address=127.0.0.1 --num-cpus=1 --num-gpus=2 " + " ".join(_ports("worker"))
+    worker += " --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=2 " + " ".join(_ports("worker"))
     return head, worker
 
 
@@ -51,7 +56,7 @@ def two_nodes(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     temp = Path(f"/tmp/tn-{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}, "HOME": str(home),
-           "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
            # the nodes' own S3 credentials, as an instance profile gives them
            "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
     # what the README says to run once: the token the launcher's file_mounts copy to every node
@@ -121,7 +126,7 @@ def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subpro
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", cluster["address"], "--working-dir", ".",
            "--runtime-env-json", json.dumps(runtime_env), "--", "painsearch", "search", "run", "--config", SMOKE,
            "--storage", storage, *[a for s in sets for a in ("--set", s)]]
-    env = {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"]}
+    env = {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"], "RAY_AUTH_MODE": "token"}
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
         job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=cwd)
@@ -173,7 +178,8 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     assert stopped and any(a > min(stopped) for a, _ in spans)  # ASHA's stops gave their share to later trials
     # nothing the job carried, nor anything the store holds, has the S3 secret; the upload left the data behind
     listing = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", two_nodes["address"]],
-                             env=two_nodes["env"], capture_output=True, text=True, timeout=120)
+                             env={**two_nodes["env"], "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
+                             timeout=120)
     assert S3_SECRET not in listing.stdout and seaweed["endpoint"] in listing.stdout
     client = seaweed["client"]
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=f"gpu-{runner}/"):

@@ -31,6 +31,8 @@ class Processed:
     landmarks: list[float]  # 10 numbers: x, y of the 5 points in stored-image pixels
     confidence: float
     background_removed: bool  # False with `background: none`, or when the remover found nothing to separate
+    box: tuple[float, float, float, float]  # the face MTCNN found: x0, y0, x1, y1 in source pixels
+    face: np.ndarray  # the stored face itself (size x size x 3 uint8): what `image` holds, decoded
 
 
 class Preprocessor:
@@ -42,7 +44,11 @@ class Preprocessor:
         self.remove_background = background_remover(cfg, threads)
 
     def __call__(self, data: bytes) -> Processed:
-        rgb = decode(data, self.cfg.max_image_pixels)
+        """One source file (its bytes)."""
+        return self.process(decode(data, self.cfg.max_image_pixels))
+
+    def process(self, rgb: np.ndarray) -> Processed:
+        """One decoded HxWx3 uint8 RGB image (a video's frame, for instance)."""
         if rgb.max() - rgb.min() < 8:
             raise Rejection("blank image (all pixels nearly the same colour)")
         face = self.detector.detect(rgb)
@@ -53,4 +59,5 @@ class Preprocessor:
         cleaned, removed = self.remove_background(small, box_small)  # type: ignore[arg-type]
         buf = io.BytesIO()
         Image.fromarray(cleaned).save(buf, format="PNG", optimize=False, compress_level=6)
-        return Processed(buf.getvalue(), [float(round(v, 2)) for v in (points * k).reshape(-1)], face.confidence, removed)
+        return Processed(buf.getvalue(), [float(round(v, 2)) for v in (points * k).reshape(-1)], face.confidence, removed,
+                         tuple(float(v) for v in face.box), cleaned)

@@ -1,0 +1,191 @@
+"""`painsearch predict`: a study's model on new faces: images, folders of images, videos.
+
+Every input goes through the preprocessing its model's shards had (MTCNN, the multiple-face policy,
+background removal, size), then the network, in batches. Writes `predictions.csv` and `.parquet`
+(input, frame and time for videos, face box, face confidence, pain probability, label),
+`predict_report.json` (counts; every input or frame without a usable face, with its reason, as `prepare`
+lists them), a plot of the pain probability over time for each video, and with `explain` a LIME map over
+each face with the landmark-normalised map beside it (the user's own images: showing them is the point).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.chosen_model import ChosenModel
+from pipelines.errors import PainsearchError, Rejection
+from pipelines.labels import CLASS_NAMES
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# A pain expression lasts about half a second to a few seconds: five frames a second catch it without
+# scoring thirty near-copies.
+FRAMES_PER_SECOND = 5.0
+BATCH = 32
+COLUMNS = ["input", "frame", "time_s", "box_x0", "box_y0", "box_x1", "box_y1", "face_confidence", "prob_pain", "label"]
+
+
+def inputs_of(paths: list[str]) -> list[Path]:
+    """Images and videos named or inside named folders, in order; a path that is neither is refused here."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        elif p.exists() or p.is_symlink():
+            out.append(p)
+        else:
+            raise PainsearchError(f"{raw} does not exist; pass images, folders of images or videos "
+                                  f"({', '.join(VIDEO_SUFFIXES)}).")
+    return out
+
+
+def frames(path: Path, every: int | None) -> Iterator[tuple[int | None, float | None, np.ndarray | bytes]]:
+    """(frame, time in s, RGB array) for a video's sampled frames; (None, None, file bytes) for an image."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        yield None, None, path.read_bytes()
+        return
+    import cv2
+
+    video = cv2.VideoCapture(str(path))
+    if not video.isOpened():
+        raise Rejection("OpenCV could not open it as a video")
+    fps = video.get(cv2.CAP_PROP_FPS) or 25.0
+    step = every or max(1, round(fps / FRAMES_PER_SECOND))
+    index = 0
+    try:
+        while True:
+            ok, bgr = video.read()
+            if not ok:
+                break
+            if index % step == 0:
+                yield index, index / fps, bgr[..., ::-1].copy()
+            index += 1
+    finally:
+        video.release()
+    if index == 0:
+        raise Rejection("a video without a frame OpenCV could read")
+
+
+def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None, explain: bool = False,
+            every: int | None = None, progress: Callable[[int, int, float], None] | None = None) -> pd.DataFrame:
+    """Score every face of `paths`; returns the predictions (and writes the outputs under `out`, if given)."""
+    from pipelines.bootstrap import torch_first
+
+    torch_first()  # this process detects faces, then runs the network
+    from pipelines.config import PreprocessConfig
+    from pipelines.preprocess.preprocessor import Preprocessor
+    from pipelines.training.data import decode_images
+    from pipelines.training.loop import predict as forward
+
+    settings = {k: v for k, v in chosen.preprocess.items() if k in PreprocessConfig.model_fields}
+    pre = Preprocessor(PreprocessConfig.model_validate(settings))
+    model = chosen.load()
+    files = inputs_of(paths)
+    rows: list[dict[str, Any]] = []
+    faces: list[bytes] = []
+    landmarks: list[list[float]] = []
+    rejected: list[dict[str, Any]] = []
+    started = time.time()
+    for n, path in enumerate(files):
+        try:
+            for frame, t, content in frames(path, every):
+                try:
+                    done = pre(content) if isinstance(content, bytes) else pre.process(content)
+                except Rejection as exc:
+                    rejected.append({"input": str(path), "frame": frame, "reason": str(exc)})
+                    continue
+                rows.append({"input": str(path), "frame": frame, "time_s": t, "box_x0": done.box[0],
+                             "box_y0": done.box[1], "box_x1": done.box[2], "box_y1": done.box[3],
+                             "face_confidence": done.confidence})
+                faces.append(done.image)
+                landmarks.append(done.landmarks)
+        except Rejection as exc:
+            rejected.append({"input": str(path), "frame": None, "reason": str(exc)})
+        except OSError as exc:
+            rejected.append({"input": str(path), "frame": None, "reason": f"could not read it ({exc.strerror or exc})"})
+        if progress:
+            progress(n + 1, len(files), time.time() - started)
+    probs = np.zeros((0, 2), np.float32)
+    if faces:
+        probs = np.concatenate([forward(model, decode_images(faces[i:i + BATCH], chosen.size), BATCH)
+                                for i in range(0, len(faces), BATCH)])
+    table = pd.DataFrame(rows, columns=COLUMNS[:-2])
+    table["prob_pain"] = probs[:, 1] if len(probs) else []
+    table["label"] = [CLASS_NAMES[int(p > 0.5)] for p in table["prob_pain"]]
+    if out is not None:
+        write(Path(out), table, rejected, chosen, started)
+        if explain and faces:
+            explain_faces(Path(out), model, chosen, faces, landmarks, probs, table)
+    return table
+
+
+def write(out: Path, table: pd.DataFrame, rejected: list[dict[str, Any]], chosen: ChosenModel, started: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "predictions.csv", index=False)
+    table.to_parquet(out / "predictions.parquet", index=False)
+    report = {"model": chosen.name, "faces": len(table), "inputs": int(table["input"].nunique()) if len(table) else 0,
+              "rejected": rejected, "seconds": round(time.time() - started, 1), "preprocessing": chosen.preprocess}
+    (out / "predict_report.json").write_text(json.dumps(report, indent=1, default=str))
+    videos = table[table["time_s"].notna()] if len(table) else table
+    if len(videos):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        for name, g in videos.groupby("input"):
+            fig, ax = plt.subplots(figsize=(7, 2.8))
+            ax.plot(g["time_s"], g["prob_pain"], marker=".", lw=1)
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel("pain probability")
+            ax.set_title(Path(name).name, fontsize=9)
+            fig.tight_layout()
+            fig.savefig(out / f"{Path(name).stem}_pain_over_time.png", dpi=100)
+            plt.close(fig)
+
+
+def explain_faces(out: Path, model, chosen: ChosenModel, faces: list[bytes], landmarks: list[list[float]],
+                  probs: np.ndarray, table: pd.DataFrame) -> None:
+    """A LIME map over each face (the explained class: the predicted one) and the landmark-normalised map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.config import LimeConfig
+    from analysis.face_space import CANON, scaled_landmarks, stretched, to_canonical
+    from analysis.lime_heatmaps import lime_map
+    from pipelines.training.data import decode_images, stored_size
+
+    folder = out / "explanations"
+    folder.mkdir(exist_ok=True)
+    size = chosen.size
+    x = decode_images(faces, size)
+    settings = LimeConfig()
+    for i, (img, pts) in enumerate(zip(x, landmarks)):
+        label = int(probs[i].argmax())
+        raw = lime_map(model, img, label, settings)
+        canonical = to_canonical(raw, scaled_landmarks(pts, stored_size(faces[i]), size))
+        fig, axes = plt.subplots(1, 2, figsize=(5.4, 2.8))
+        axes[0].imshow(img.astype(np.uint8))
+        axes[0].imshow(stretched(raw), cmap="inferno", alpha=0.5)
+        axes[0].set_title(f"{CLASS_NAMES[label]} {probs[i, 1]:.2f}", fontsize=8)
+        axes[1].imshow(stretched(np.nan_to_num(canonical)), cmap="inferno", extent=(0, CANON, CANON, 0))
+        axes[1].set_title("in the common face", fontsize=8)
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+        row = table.iloc[i]
+        frame = "" if pd.isna(row["frame"]) else f"_frame{int(row['frame'])}"
+        fig.savefig(folder / f"{i:04d}_{Path(row['input']).stem}{frame}.png", dpi=100)
+        plt.close(fig)

@@ -1,0 +1,148 @@
+"""Using what the study found: `predict` on phantom images, a phantom video and bad inputs; `export` loaded in a
+fresh process without painsearch; the notebook API. The model is the smoke study's (S3 results store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def faces(tiny_phantom) -> list[Path]:
+    return sorted((tiny_phantom / "delaware" / "images").glob("*.jpg"))[:6]
+
+
+@pytest.fixture(scope="module")
+def video(faces, tmp_path_factory) -> Path:
+    """A phantom video written with OpenCV: 10 frames a second, 24 frames from six faces."""
+    import cv2
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("video") / "patient.mp4"
+    frames = [np.asarray(Image.open(f).convert("RGB").resize((300, 400))) for f in faces]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (300, 400))
+    for i in range(24):
+        writer.write(frames[i // 4][..., ::-1])
+    writer.release()
+    assert path.stat().st_size > 0
+    return path
+
+
+def test_predict_images_a_video_and_bad_inputs(smoke_study, faces, video, tmp_path, capsys):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.png").write_text("not an image")
+    (junk / "broken.mp4").write_bytes(b"\0" * 1000)
+    out = tmp_path / "out"
+    code = main(["predict", smoke_study["uri"], *map(str, faces), str(video), str(junk), "--model", "weinet",
+                 "--scenario", "subject_kfold", "--out", str(out), "--explain"])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "predictions.csv")
+    assert table.equals(pd.read_parquet(out / "predictions.parquet").astype(table.dtypes.to_dict()))
+    assert list(table.columns) == ["input", "frame", "time_s", "box_x0", "box_y0", "box_x1", "box_y1",
+                                   "face_confidence", "prob_pain", "label"]
+    assert table["prob_pain"].between(0, 1).all() and set(table["label"]) <= {"pain", "no pain"}
+    stills = table[table["frame"].isna()]
+    assert len(stills) == len(faces)
+    moving = table[table["input"] == str(video)]
+    assert list(moving["frame"]) == list(range(0, 24, 2)) and np.allclose(moving["time_s"], moving["frame"] / 10)
+    assert (moving["box_x1"] > moving["box_x0"]).all() and (moving["face_confidence"] >= 0.9).all()
+    assert (out / "patient_pain_over_time.png").is_file()
+    report = json.loads((out / "predict_report.json").read_text())
+    reasons = {Path(r["input"]).name: r["reason"] for r in report["rejected"]}
+    assert "not an image" in reasons["notes.png"] and "video" in reasons["broken.mp4"]
+    assert report["faces"] == len(table)
+    assert len(list((out / "explanations").glob("*.png"))) == len(table)
+
+
+def test_predict_refuses_a_missing_input_in_one_sentence(smoke_study, tmp_path, capsys):
+    code = main(["predict", smoke_study["uri"], str(tmp_path / "nowhere.jpg"), "--model", "weinet",
+                 "--scenario", "external", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    code = main(["predict", smoke_study["uri"], str(tmp_path), "--out", str(tmp_path / "o")])
+    assert code == 2 and "--model NAME --scenario" in capsys.readouterr().err
+
+
+def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, tmp_path):
+    from analysis.chosen_model import from_folder, from_results
+    from analysis.predict import predict
+    from pipelines.training.data import decode_images
+
+    out = tmp_path / "exported"
+    assert main(["export", smoke_study["uri"], "--model", "vgg16", "--scenario", "external", "--out", str(out)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["scenario"] == "external" and 0 <= card["chance_accuracy"] <= 1
+    assert set(card["test_metrics"]["accuracy"]) == {"mean_over_folds", "pooled", "ci95"}
+    assert card["preprocessing"]["size"] == 32 and "not a medical device" in card["intended_use_and_limits"]
+    assert (out / "model_card.md").read_text().startswith("# Model card")
+    chosen = from_results(smoke_study["uri"], "vgg16", "external")
+    x = decode_images([f.read_bytes() for f in faces[:3]], chosen.size)
+    np.save(tmp_path / "x.npy", x)
+    expected = chosen.load()(x, training=False).numpy()
+    code = ("import os, sys, numpy as np, tensorflow as tf\n"
+            f"m = tf.keras.models.load_model({str(out / 'model')!r}, compile=False)\n"
+            f"np.save({str(tmp_path / 'p.npy')!r}, m(np.load({str(tmp_path / 'x.npy')!r})).numpy())\n"
+            "print(sorted(n for n in sys.modules if n.split('.')[0] in ('pipelines', 'search', 'analysis', 'cluster')))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_USE_LEGACY_KERAS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("[]"), r.stderr[-2000:]
+    assert np.allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
+    # predict takes the exported folder, with the same numbers as from the store
+    a = predict(from_folder(out), [str(f) for f in faces[:3]])
+    b = predict(chosen, [str(f) for f in faces[:3]])
+    assert np.allclose(a["prob_pain"], b["prob_pain"], atol=1e-5)
+
+
+def test_the_study_opens_in_optuna_tune_and_tensorboard(smoke_study):
+    """Each search's Optuna study (its journal in the store), Tune's own API on a search's path, and the TensorBoard
+    events Tune wrote, all read from the smoke study's S3 store."""
+    import tempfile
+
+    from ray import tune
+
+    from analysis.api import open_study
+    from pipelines.bootstrap import tensorflow
+    from pipelines.storage import open_store
+    from search.layout import SearchKey
+
+    cfg = smoke_study["cfg"]
+    study = open_study(smoke_study["uri"])
+    key = SearchKey("weinet", "subject_kfold", 0)
+    optuna_study = study.optuna(key.model, key.scenario, key.fold)
+    assert len(optuna_study.trials) == cfg.search.trials and optuna_study.trials[0].params.keys() >= {"learning_rate"}
+    store = open_store(smoke_study["uri"])
+    analysis = tune.ExperimentAnalysis(store.path(key.path, "tune", key.slug), storage_filesystem=store.fs)
+    frame = analysis.dataframe()
+    assert len(frame) == cfg.search.trials and "val_f1_macro" in frame.columns
+    trial_dirs = [d for d in store.dirs(key.path, "tune", key.slug) if d.startswith("trial_")]
+    events = [(d, f) for d in trial_dirs for f in store.list(key.path, "tune", key.slug, d) if f.startswith("events.out")]
+    assert len(events) == cfg.search.trials
+    local = Path(tempfile.mkdtemp()) / "events"
+    local.write_bytes(store.read_bytes(key.path, "tune", key.slug, *events[0]))
+    tf = tensorflow()
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(local)) for v in e.summary.value}
+    assert any(t.endswith("val_f1_macro") for t in tags), tags
+    assert {"searches", "trials", "predictions"} and len(study.epochs()) >= len(study.trials)
+    tables = study.tables(bootstrap=50)
+    assert len(tables["results_by_model_and_scenario"]) == len(cfg.models) * len(cfg.scenarios)
+
+
+def test_the_readmes_notebook_example_runs(smoke_study, faces, tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- notebook example -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    code = block.replace("s3://bucket/results", smoke_study["uri"]).replace("faces/", str(faces[0].parent))
+    namespace: dict = {}
+    exec(compile(code, "README notebook example", "exec"), namespace)
+    assert isinstance(namespace["scores"], pd.DataFrame) and len(namespace["scores"]) >= 1
