@@ -28,6 +28,9 @@ bench: setup
 	$(VENV)/bin/python benchmarks/input_pipeline.py
 	$(VENV)/bin/python benchmarks/trial_overhead.py
 	$(VENV)/bin/python benchmarks/search_efficiency.py
+	$(VENV)/bin/python benchmarks/paper_estimate.py
+	$(VENV)/bin/python benchmarks/reliability.py
+	$(VENV)/bin/python benchmarks/predict_throughput.py
 
 clean:
 	rm -rf $(VENV) demo-out smoke-out

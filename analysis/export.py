@@ -102,7 +102,9 @@ def export(uri: str, model: str, scenario: str, out: str | Path, fold: int | Non
            endpoint: str | None = None) -> Path:
     out = Path(out)
     chosen = from_results(uri, model, scenario, fold, endpoint)
-    wrapped = wrap(chosen.load(), chosen.size)
+    # without its augmentation layers: the exported model gives the same answer however it is called
+    inference = ChosenModel(chosen.name, {**chosen.train, "augment": False}, chosen.preprocess, chosen.source)
+    wrapped = wrap(inference.load(), chosen.size)
     out.mkdir(parents=True, exist_ok=True)
     wrapped.save(str(out / SAVED_MODEL), save_format="tf")
     c = card(chosen)

@@ -76,10 +76,10 @@ def faults(work: Path, shards: Path, kills: int, seed: int) -> dict:
             os.environ[k] = v
         uri = "s3://painsearch/fault-run"
         sets = ["models=[weinet,vgg16]", "scenarios=[subject_kfold,external]", "search.space.epochs=[3,3]",
-                "search.scheduler=none", "search.verbose=0"]
+                "search.scheduler=none"]
         cfg = load_study_config(SMOKE, {"shards": str(shards), "storage": uri, "models": ["weinet", "vgg16"],
                                         "scenarios": ["subject_kfold", "external"],
-                                        "search": {"space": {"epochs": [3, 3]}, "scheduler": "none", "verbose": 0}})
+                                        "search": {"space": {"epochs": [3, 3]}, "scheduler": "none"}})
         outages = []
 
         def outage(i: int) -> None:

@@ -26,3 +26,20 @@ def machine(*extra: str) -> str:
     """The first line of every block: when, on what machine (and any versions that matter)."""
     parts = [f"{os.cpu_count()} cores", platform.machine(), f"Python {platform.python_version()}", *extra, "no GPU"]
     return f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: {', '.join(parts)}."
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save_results(name: str, data: dict) -> None:
+    """A benchmark's measured figures as JSON (benchmarks/results/), for other scripts to build on."""
+    import json
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"measured": time.strftime("%Y-%m-%d"), **data}, indent=1))
+
+
+def load_results(name: str) -> dict:
+    import json
+
+    return json.loads((RESULTS / f"{name}.json").read_text())

@@ -36,7 +36,7 @@ torch_first()  # this process detects faces and trains
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.report import machine, write_block  # noqa: E402
+from benchmarks.report import machine, save_results, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
 from pipelines.phantom.synth import Scale, sources, synth  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> None:
             cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
                 "shards": str(work / "shards"), "storage": uri, "models": ["weinet"], "scenarios": ["subject_kfold"],
                 "seed": seed, "train": {"size": 40, "batch_size": 8, "patience": 0},
-                "search": {**search, "trials": args.trials, "max_concurrent_trials": 1, "verbose": 0,
+                "search": {**search, "trials": args.trials, "max_concurrent_trials": 1,
                            "space": {"learning_rate": [1e-5, 1e-2], "epochs": [2, 10]}}})
             t0 = time.perf_counter()
             store = open_store(uri)
@@ -135,6 +135,10 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     write_block(args.out, "search_efficiency", "Search efficiency (TPE + ASHA against random)", block)
+    save_results("search_efficiency", {
+        "epochs": {k: float(np.mean([x[1] for x in v])) for k, v in results.items()},
+        "wall_s": {k: float(np.mean([x[2] for x in v])) for k, v in results.items()},
+        "max_epochs": 10, "trials": args.trials})
 
 
 if __name__ == "__main__":

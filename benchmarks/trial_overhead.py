@@ -38,7 +38,7 @@ torch_first()  # this process detects faces (prepare) before anything imports Te
 
 import numpy as np  # noqa: E402
 
-from benchmarks.report import machine, write_block  # noqa: E402
+from benchmarks.report import machine, save_results, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
 from pipelines.phantom.synth import sources, synth  # noqa: E402
@@ -73,7 +73,7 @@ def cpu_ticks() -> tuple[int, int]:
 def run_once(work: Path, runner: str, index: int, args) -> dict:
     cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
         "shards": str(work / "shards"), "storage": str(work / f"results-{runner}-{index}"),
-        "folds": args.folds, "search": {"trials": args.trials, "verbose": 0}, "resources": {"runner": runner}})
+        "folds": args.folds, "search": {"trials": args.trials}, "resources": {"runner": runner}})
     t0, (busy0, total0) = time.perf_counter(), cpu_ticks()
     run_study(cfg, log=lambda m: print(f"{runner}: {m}", flush=True))
     seconds = time.perf_counter() - t0
@@ -152,6 +152,10 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     write_block(args.out, "trial_overhead", "Trial overhead (the study)", block)
+    save_results("trial_overhead", {
+        "study_s": study, "overhead_share": {r: share(rows[r]) for r in RUNNERS},
+        "overhead_s": {r: float(np.median([x["wall"] - x["fit"] for x in rows[r]])) for r in RUNNERS},
+        "actor_start_s": float(np.median(starts)) if starts else 0.0})
 
 
 if __name__ == "__main__":

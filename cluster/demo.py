@@ -42,7 +42,7 @@ def run_demo(out: str) -> int:
     prepare(cfg, log=lambda m: print("      " + m, flush=True))
     for row in breakdown(cfg.out)["datasets"]:
         print(f"      {row['dataset']:<10} subjects {row['subjects']:>3}  no pain {row['no_pain']:>4}  pain {row['pain']:>4}")
-    study = load_study_config(DEMO_CONFIG, {"shards": cfg.out, "storage": str(root / "results"), "search": {"verbose": 0}})
+    study = load_study_config(DEMO_CONFIG, {"shards": cfg.out, "storage": str(root / "results")})
     n = len(study.models) * len(study.scenarios) * study.folds
     stage(3, f"the demo study: {', '.join(study.models)} x {', '.join(study.scenarios)} x {study.folds} folds "
              f"= {n} searches of {study.search.trials} trials")

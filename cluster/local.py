@@ -28,7 +28,12 @@ def pin_ray_address() -> None:
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> None:
+# False: Ray's and Tune's messages stay in Ray's log files, the terminal shows painsearch's progress only
+# (the CLI's --verbose sets it)
+VERBOSE = True
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool | None = None) -> None:
     """Connect once. A local cluster listens on 127.0.0.1 only, its dashboard too: nothing is exposed.
 
     The dashboard is not for show: it serves Ray's state API, which Ray Train's placement-group cleaner
@@ -39,6 +44,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
 
     if ray.is_initialized():
         return
+    quiet = not VERBOSE if quiet is None else quiet
     from pipelines.ray_compat import job_env_vars
     from pipelines.storage import s3_env
 
@@ -53,8 +59,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
 
         import ray.data  # noqa: F401  (Ray Data sets up its own loggers on import: quiet them after)
 
-        for name in ("ray", "ray.tune", "ray.train"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for name in ("ray", "ray.tune", "ray.train", "ray.data", "ray.dashboard"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         for handler in logging.getLogger("ray.data").handlers:  # the terminal only: ray-data.log keeps everything
             if isinstance(handler, logging.StreamHandler):
                 handler.setLevel(logging.WARNING)

@@ -40,7 +40,8 @@ class SearchConfig(Strict):
     space: SpaceConfig = SpaceConfig()
     space_by_model: dict[str, SpaceConfig] = Field(
         default_factory=dict, description="per network, bounds that take the place of `space`'s for it")
-    verbose: int = Field(1, ge=0, le=2, description="Tune's progress table: 0 off, 1 status, 2 every result")
+    verbose: int = Field(0, ge=0, le=2, description="Tune's own progress table besides painsearch's lines: 0 off, "
+                                                     "1 status, 2 every result")
 
 
 class ResourcesConfig(Strict):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 from collections.abc import Sequence
 
 import pipelines.bootstrap  # noqa: F401  (before TensorFlow is imported anywhere)
@@ -26,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="painsearch",
         description="Pain detection in face images at cluster scale: phantom data, preprocessing to Parquet "
-        "shards, the ten networks of the study, the Ray Tune study over them, and its report.",
+        "shards, the ten networks of the study, the Ray Tune study over them, and its report. The terminal shows "
+        "painsearch's own progress; --verbose (anywhere on the line) brings back Ray's and TensorFlow's messages, "
+        "which otherwise stay in Ray's log files.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -34,8 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NATIVE_LOG = Path(tempfile.gettempdir()) / f"painsearch-{os.getuid()}" / "native.log"
+
+
+def native_output_to_log() -> None:
+    """What C++ code and the libraries print (TensorFlow's and Ray's notices, library warnings) goes to NATIVE_LOG;
+    what painsearch prints (progress, the one-sentence errors) stays on the terminal. Both libraries write to file
+    descriptor 2 from C++, below anything Python's logging controls, so that descriptor is what moves; Python's
+    `sys.stderr` keeps the terminal. Child processes (a local Ray's) inherit the log."""
+    import warnings
+
+    NATIVE_LOG.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log = os.open(NATIVE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1)
+    stream = open(NATIVE_LOG, "a", buffering=1)  # noqa: SIM115  (open for the life of the process)
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: stream.write(
+        warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --verbose anywhere on the line: Ray's, Tune's and TensorFlow's own messages come back to the terminal
+    cluster.local.VERBOSE = "--verbose" in argv
+    if not cluster.local.VERBOSE:
+        native_output_to_log()
+    args = build_parser().parse_args([a for a in argv if a != "--verbose"])
     try:
         return args.fn(args)
     except PainsearchError as exc:

@@ -1,0 +1,123 @@
+"""The paper study's wall time on 1, 8 and 32 GPUs, estimated (no GPU here): what each assumption is, and where
+each measured figure comes from.
+
+Measured (this machine): a trial's fixed cost under each runner and an inline actor's start-up
+(benchmarks/results/trial_overhead.json, from benchmarks/trial_overhead.py); the share of epochs TPE + ASHA
+spends against trials run to their end (benchmarks/results/search_efficiency.json); each network's FLOPs per
+image at its paper size (counted here with TensorFlow's profiler). From configs/paper.yaml: the trial counts
+and concurrency. Assumed (stated in the output): the GPU's sustained training throughput, the cost of a
+training step against a forward pass, the size of PAIN-DB and of the external set, the epochs a trial asks for.
+
+    .venv/bin/python benchmarks/paper_estimate.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import load_results, write_block  # noqa: E402
+
+GPU = ("an NVIDIA A10G (g5.2xlarge)", 20e12)  # sustained mixed-precision training FLOP/s: a sixth of its tensor peak
+TRAIN_PER_FORWARD = 3.0  # a training step costs about three forward passes (forward, two backward)
+POOL_IMAGES = 2492  # PAIN-DB after the paper's sampling: the phantom of its size (benchmarks/preprocess.py)
+EXTERNAL_IMAGES = 109  # CP-PAIN (reference/datasets.md)
+MEAN_EPOCHS = 30  # what a trial asks for on average: the middle of the default epochs range, 10..50
+
+
+def forward_flops(name: str) -> float:
+    """FLOPs of one forward pass of one image at the network's paper size (TensorFlow's profiler)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from pipelines.models import get_spec
+    from pipelines.models.build import build
+
+    size = get_spec(name).paper_size
+    model = build(name)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec([1, size, size, 3]))
+    graph = convert_variables_to_constants_v2(fn).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    flops = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=opts)
+    tf.keras.backend.clear_session()
+    return float(flops.total_float_ops)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = ap.parse_args()
+
+    from search.config import load_study_config
+
+    overhead = load_results("trial_overhead")
+    efficiency = load_results("search_efficiency")
+    cfg = load_study_config(ROOT / "configs" / "paper.yaml")
+    asha_share = efficiency["epochs"]["TPE + ASHA"] / efficiency["epochs"]["random"]
+    searches = len(cfg.models) * len(cfg.scenarios) * cfg.folds
+    trials = searches * cfg.search.trials
+    per_trial_fixed = overhead["overhead_s"]["inline"]
+    gpu_s = {}
+    rows = []
+    for name in cfg.models:
+        f = forward_flops(name)
+        # k-fold trials train on about 64 % of the pool and validate on 16 %; external ones on 80 % and 20 %
+        images_per_epoch = 0.64 * POOL_IMAGES * TRAIN_PER_FORWARD + 0.16 * POOL_IMAGES
+        epoch_s = f * images_per_epoch / GPU[1]
+        trial_s = epoch_s * MEAN_EPOCHS * asha_share + per_trial_fixed
+        share = cfg.resources.gpus_per_worker
+        gpu_s[name] = trial_s * share * len(cfg.scenarios) * cfg.folds * cfg.search.trials
+        rows.append((name, f / 1e9, epoch_s, trial_s))
+    total_gpu_s = sum(gpu_s.values())
+    starts = (overhead["actor_start_s"] * searches * cfg.search.max_concurrent_trials)
+    lines = [
+        "Estimated, not measured: no GPU here. Inputs measured on this machine: a trial's fixed cost under the inline "
+        f"runner, {per_trial_fixed:.1f} s (benchmarks/trial_overhead.py, {overhead['measured']}); TPE + ASHA spent "
+        f"{asha_share:.2f}x the epochs of trials run to their end (benchmarks/search_efficiency.py, "
+        f"{efficiency['measured']}); each network's FLOPs at its paper size (TensorFlow's profiler, below).",
+        f"Assumed: {GPU[0]} sustains {GPU[1] / 1e12:.0f} TFLOP/s of mixed-precision training (a sixth of its "
+        f"tensor-core peak); a training step costs {TRAIN_PER_FORWARD:.0f} forward passes; PAIN-DB has {POOL_IMAGES} "
+        f"images after sampling and CP-PAIN {EXTERNAL_IMAGES}; a trial asks for {MEAN_EPOCHS} epochs on average "
+        "(the middle of 10..50) and TPE + ASHA trains the share above of them; input decoding keeps up (measured "
+        "at 0.98x of in-memory arrays, BENCHMARKS.md); the networks train at the rate their FLOPs allow.",
+        "",
+        "| network | GFLOPs per image | epoch on one GPU | trial (ASHA share of 30 epochs + fixed cost) |",
+        "|---|---:|---:|---:|",
+        *[f"| {n} | {g:.2f} | {e:.1f} s | {t / 60:.1f} min |" for n, g, e, t in rows],
+        "",
+        f"configs/paper.yaml: {searches} searches x {cfg.search.trials} trials = {trials} trials, "
+        f"{cfg.resources.gpus_per_worker} GPU each, {cfg.search.concurrent_searches} searches x "
+        f"{cfg.search.max_concurrent_trials} trials at once = up to "
+        f"{cfg.search.concurrent_searches * cfg.search.max_concurrent_trials} trials, "
+        f"{cfg.search.concurrent_searches * cfg.search.max_concurrent_trials * cfg.resources.gpus_per_worker:.0f} GPUs "
+        f"busy. GPU time in all: {total_gpu_s / 3600:.0f} GPU-hours, plus {starts / 3600:.1f} h of actor start-ups "
+        f"({overhead['actor_start_s']:.1f} s each, one per concurrent trial slot of a search).",
+        "",
+        "| GPUs | concurrency | wall time |",
+        "|---:|---|---:|",
+    ]
+    slots = cfg.search.concurrent_searches * cfg.search.max_concurrent_trials
+    for gpus in (1, 8, 32):
+        needed = gpus / cfg.resources.gpus_per_worker  # trials that fill the GPUs
+        if needed <= slots:
+            note = f"as configured ({slots} trial slots; {needed:.0f} fill {gpus} GPU(s))"
+        else:
+            note = (f"`search.concurrent_searches` raised to {int(needed // cfg.search.max_concurrent_trials)} "
+                    f"({needed:.0f} trials at once fill {gpus} GPUs)")
+        hours = (total_gpu_s + starts * cfg.resources.gpus_per_worker) / gpus / 3600
+        lines.append(f"| {gpus} | {note} | {hours:.1f} h |")
+    lines += ["", "Each estimate assumes the GPUs stay busy: with 150 searches of 20 trials there is always a trial "
+              "waiting, except in the last searches; on 32 GPUs those last searches leave GPUs idle, so the real "
+              "figure is somewhat above the estimate there."]
+    block = "\n".join(lines)
+    print(block)
+    write_block(args.out, "paper_estimate", "The paper study at scale (estimate)", block)
+
+
+if __name__ == "__main__":
+    main()
