@@ -11,8 +11,6 @@ their models are loaded, best of `--repeats`, in alternation. Writes BENCHMARKS.
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import sys
 import tempfile
 import time

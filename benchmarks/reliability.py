@@ -16,7 +16,6 @@ trials that continued from their checkpoint, shard rows lost or doubled.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess

@@ -99,6 +99,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def validate(model: type[BaseModel], data: dict[str, Any], where: str):
+    """`data` validated into `model`, or the one-sentence error that names the setting and `where` it was."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise explain(exc, where) from exc
+
+
 def resolve_path(base: Path, value: str | None) -> str | None:
     """A config's path relative to the config file's folder; URIs and absolute paths stay as they are."""
     if not value or "://" in value:
@@ -118,10 +126,7 @@ def prepare_config(data: dict[str, Any], base: Path | None = None, where: str = 
             data["subject_key_file"] = resolve_path(base, data["subject_key_file"])
         if isinstance(data.get("preprocess"), dict) and data["preprocess"].get("u2net_dir"):
             data["preprocess"] = {**data["preprocess"], "u2net_dir": resolve_path(base, data["preprocess"]["u2net_dir"])}
-    try:
-        return PrepareConfig.model_validate(data)
-    except ValidationError as exc:
-        raise explain(exc, where) from exc
+    return validate(PrepareConfig, data, where)
 
 
 def load_prepare_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PrepareConfig:
@@ -184,7 +189,4 @@ class TrainConfig(TrainSettings):
 
 
 def train_config(data: dict[str, Any], where: str = "the training settings") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise explain(exc, where) from exc
+    return validate(TrainConfig, data, where)

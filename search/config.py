@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from pipelines import retries
-from pipelines.config import Strict, TrainSettings, explain, load_yaml, merge, resolve_path
+from pipelines.config import Strict, TrainSettings, load_yaml, merge, resolve_path, validate
 from pipelines.errors import PainsearchError, choices
 from pipelines.models.specs import MODEL_NAMES as MODELS
 from pipelines.sources.base import CP_PAIN, PAIN_DB
@@ -108,10 +108,7 @@ class StudyConfig(Strict):
 
 
 def study_config(data: dict[str, Any], where: str = "the study settings") -> StudyConfig:
-    try:
-        return StudyConfig.model_validate(data)
-    except ValidationError as exc:
-        raise explain(exc, where) from exc
+    return validate(StudyConfig, data, where)
 
 
 def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:

@@ -125,23 +125,16 @@ class CheckpointKeeper:
             del self.kept[d]
 
 
-def run_inline(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -> None:
+def run_inline(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> None:
     """The loop in this Tune actor; every epoch goes to the store and to Tune."""
     import tf_keras as keras
     from ray import tune
 
     from pipelines.training.loop import fit_arrays
     from pipelines.training.ray_train import where, write_epoch
-    from search.layout import TRAIN_DIR
 
     keras.backend.clear_session()  # the reused actor's previous trial leaves its graph and layers behind
     gc.collect()
-    cfg = ctx.train_config(config)
-    run = ctx.key.of(TRAIN_DIR, trial_id)
-    latest, last = resume_point(store, run, cfg)
-    if last is not None:
-        tune.report(last)
-        return
     train, val = fold_arrays(ctx, fold)
     keeper = CheckpointKeeper(store, run)
     restore = download(store, run, latest) if latest else None
@@ -156,25 +149,18 @@ def run_inline(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -
     fit_arrays(cfg, train, val, report, restore)
 
 
-def run_ray_train(ctx, config: dict[str, Any], trial_id: str, store: Store, fold) -> None:
+def run_ray_train(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> None:
     """One Ray Train run; every epoch reaches Tune through Tune's callback."""
-    from ray import tune
     from ray.train import Checkpoint
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from pipelines.training.ray_train import make_trainer
     from search.folds import fold_datasets, role_ids
-    from search.layout import TRAIN_DIR
 
-    cfg = ctx.train_config(config)
-    run = ctx.key.of(TRAIN_DIR, trial_id)
-    latest, last = resume_point(store, run, cfg)
-    if last is not None:
-        tune.report(last)
-        return
     train_ds, val_ds = fold_datasets(ctx.shards, ctx.endpoint, role_ids(fold))
+    parent, name = run.rsplit("/", 1)
     trainer = make_trainer(
-        cfg, train_ds, val_ds, storage_path=store.uri_of(ctx.key.path, TRAIN_DIR), name=trial_id,
+        cfg, train_ds, val_ds, storage_path=store.uri_of(parent), name=name,
         workers=ctx.workers, use_gpu=ctx.gpus_per_worker > 0, gpus_per_worker=ctx.gpus_per_worker or 1.0,
         cpus_per_worker=ctx.cpus_per_worker, endpoint=ctx.endpoint, callbacks=[TuneReportCallback()],
         labels=fold.loc[fold["role"] == "train", "label"].to_numpy(), placement_strategy=ctx.placement,

@@ -139,7 +139,8 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: flo
     re-raised, and the trial's timing after it ends."""
     from ray import tune
 
-    from search.runners import RUN
+    from search.layout import TRAIN_DIR
+    from search.runners import RUN, resume_point
 
     ctx = TrialContext.from_dict(context)
     trial_id = tune.get_context().get_trial_id()
@@ -147,9 +148,14 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: flo
     store = ctx.store()
     started = time.time()
     try:
+        cfg, run = ctx.train_config(config), ctx.key.of(TRAIN_DIR, trial_id)
+        latest, last = resume_point(store, run, cfg)
+        if last is not None:  # restarted after a kill with nothing left to train: Tune still needs a result
+            tune.report(last)
+            return
         fold = fold_table(store, ctx.key)
         fit_started = time.time()
-        RUN[ctx.runner](ctx, config, trial_id, store, fold)
+        RUN[ctx.runner](ctx, cfg, run, store, fold, latest)
         record_timing(store, ctx.key, trial_id, started, fit_started, actor_start_s)
     except Exception as exc:
         # Tune stopped this trial (ASHA, or the search ended): under Ray Train it removes the trial's placement

@@ -183,9 +183,14 @@ def ray_head():
     assert started.returncode == 0, started.stdout + started.stderr
     yield {"address": f"http://127.0.0.1:{dash}", "env": env}
 
-    # stop exactly the processes of this cluster: those whose command line names its temp dir, the rest of
-    # their process group (started above in a session of its own: the client server's arguments do not name
-    # the dir and it outlives its parent), and their descendants (the dashboard agent renames itself)
+    stop_processes_naming(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop_processes_naming(temp: Path) -> None:
+    """Stop exactly the processes of a cluster these tests started: those whose command line names its temp dir,
+    the rest of their process groups (a `ray start` runs in a session of its own; its client server's arguments
+    do not name the dir), and their descendants (the dashboard agent renames itself). By process id."""
     def table() -> dict[int, tuple[int, int, str]]:
         # -ww: full command lines (ps cuts them to the terminal's width otherwise, and the temp dir is far in)
         out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
@@ -193,29 +198,34 @@ def ray_head():
         return {int(r[0]): (int(r[1]), int(r[2]), r[3] if len(r) > 3 else "") for r in rows if len(r) >= 3}
 
     procs = table()
-    cluster = {pid for pid, (_, _, args) in procs.items() if str(temp) in args and "ps -ww" not in args}
-    groups = {procs[pid][1] for pid in cluster} - {os.getpgrp()}  # never this test session's own group
-    cluster |= {pid for pid, (_, pgid, _) in procs.items() if pgid in groups}
+    ours = {pid for pid, (_, _, args) in procs.items() if str(temp) in args and "ps -ww" not in args}
+    groups = {procs[pid][1] for pid in ours} - {os.getpgrp()}  # never this test session's own group
+    ours |= {pid for pid, (_, pgid, _) in procs.items() if pgid in groups}
     grew = True
     while grew:
-        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in cluster} - cluster
-        cluster |= children
+        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in ours} - ours
+        ours |= children
         grew = bool(children)
-    cluster.discard(os.getpid())
-
-    def ours() -> list[int]:
-        return sorted(cluster & set(table()))
-
+    ours.discard(os.getpid())
     for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL, signal.SIGKILL):
-        for pid in ours():
+        for pid in sorted(ours & set(table())):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         time.sleep(2)
-        if not ours():
+        if not ours & set(table()):
             break
-    shutil.rmtree(temp, ignore_errors=True)
+
+
+def copy_checkout(dest: Path) -> Path:
+    """A copy of the repository's tracked files, as a clone would hold them."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in tracked:
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    return dest
 
 
 def s3_vars(seaweed) -> dict[str, str]:

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import S3_KEY, S3_SECRET, free_port
+from conftest import S3_KEY, S3_SECRET, copy_checkout, free_port, stop_processes_naming
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -65,54 +64,19 @@ def two_nodes(tmp_path_factory):
     assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr
     port, dashboard, client = free_port(), free_port(), free_port()
     head, worker = launcher_commands(port, dashboard, client, temp)
-    procs = []
     for command in (head, worker):
         r = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=240,
                            start_new_session=True)
         assert r.returncode == 0, command + "\n" + r.stdout[-2000:] + r.stderr[-2000:]
     yield {"address": f"http://127.0.0.1:{dashboard}", "env": env, "temp": temp, "home": home}
-    stop_by_pid(temp)
+    stop_processes_naming(temp)
     shutil.rmtree(temp, ignore_errors=True)
-
-
-def stop_by_pid(temp: Path) -> None:
-    """Stop exactly the processes of this cluster: those whose command line names its temp dir, their process
-    groups, and their descendants."""
-    def table() -> dict[int, tuple[int, int, str]]:
-        out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
-        rows = [line.split(None, 3) for line in out.splitlines()]
-        return {int(r[0]): (int(r[1]), int(r[2]), r[3] if len(r) > 3 else "") for r in rows if len(r) >= 3}
-
-    procs = table()
-    ours = {pid for pid, (_, _, args) in procs.items() if str(temp) in args and "ps -ww" not in args}
-    groups = {procs[pid][1] for pid in ours} - {os.getpgrp()}
-    ours |= {pid for pid, (_, pgid, _) in procs.items() if pgid in groups}
-    grew = True
-    while grew:
-        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in ours} - ours
-        ours |= children
-        grew = bool(children)
-    ours.discard(os.getpid())
-    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
-        for pid in sorted(ours & set(table())):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        time.sleep(2)
-        if not ours & set(table()):
-            break
 
 
 def quick_start_checkout(tmp: Path) -> Path:
     """A copy of the repository holding what the README's quick start writes there: more than Ray's 100 MiB upload
     limit of phantom images, shards, results and a report, none of which may travel with a job."""
-    checkout = tmp / "checkout"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for rel in tracked:
-        if (ROOT / rel).is_file():
-            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, checkout / rel)
+    checkout = copy_checkout(tmp / "checkout")
     for folder in ("phantom/unbc/Images", "phantom/shards", "results/searches", "report/figures"):
         (checkout / folder).mkdir(parents=True, exist_ok=True)
         (checkout / folder / "data.bin").write_bytes(os.urandom(30 * 2**20))

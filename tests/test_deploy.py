@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -42,8 +43,7 @@ def test_every_node_starts_with_the_token_and_a_private_dashboard():
     assert len(starts) == 2 and all(c.startswith("RAY_AUTH_MODE=token ray start") for c in starts)
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # the token `ray start` looks for
     head = next(c for c in starts if "--head" in c)
-    host = next(a for a in shlex.split(head) if a.startswith("--dashboard-host="))
-    assert "hostname -I" in host  # the private address: reachable in the cluster, not from outside
+    assert "--dashboard-host=$(hostname -I" in head  # the private address: reachable in the cluster, not from outside
     assert "127.0.0.1" not in head and "0.0.0.0" not in head
 
 
@@ -98,10 +98,13 @@ def test_rayjob_manifest_runs_the_study_with_a_token_and_cost_aware_lifetimes():
 
 
 def test_dockerfile_has_one_cuda_stack_a_dependency_layer_and_passes_hadolint():
-    text = (DEPLOY / "Dockerfile").read_text()
+    lines = [line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if not line.startswith("#")]
+    text = "\n".join(lines)
     assert "FROM python:3.11" in text and "nvidia/cuda" not in text and ":latest" not in text
-    assert "download.pytorch.org/whl/cpu" in text and "tensorflow[and-cuda]" not in text.split("gpu']")[0]
-    lines = text.splitlines()
+    # the CUDA libraries come once, with TensorFlow's wheels from the gpu extra; torch is its CPU build
+    gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    assert any(d.startswith("tensorflow[and-cuda]") for d in gpu) and "['gpu']" in text
+    assert "download.pytorch.org/whl/cpu" in text and "cuda" not in text.replace("painsearch:0.1.0-cuda12", "")
     first_code = min(i for i, line in enumerate(lines) if line.startswith("COPY pipelines"))
     deps = min(i for i, line in enumerate(lines) if "pip install -r" in line)
     assert deps < first_code  # a code change does not rebuild the dependencies
@@ -117,12 +120,9 @@ def test_a_job_upload_carries_code_and_configs_only(tmp_path):
     report/, and more): those stay behind, and the package is small."""
     from ray._private.runtime_env.packaging import create_package
 
-    checkout = tmp_path / "checkout"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for rel in tracked:
-        if (ROOT / rel).is_file():
-            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, checkout / rel)
+    from conftest import copy_checkout
+
+    checkout = copy_checkout(tmp_path / "checkout")
     for folder in ("phantom/unbc", "results/searches", "report/figures", "shards", "demo-out", "smoke-out"):
         (checkout / folder).mkdir(parents=True, exist_ok=True)
         (checkout / folder / "big.bin").write_bytes(b"\0" * 2_000_000)

@@ -17,7 +17,6 @@ from search.config import load_study_config
 from search.layout import BEST_DIR, CHOICE, PREDICTIONS, REFIT_DIR, TRAIN_DIR, read_parquet
 from search.study import searches
 
-from conftest import tiny_prepare_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_MINI = ROOT / "configs" / "paper-mini.yaml"

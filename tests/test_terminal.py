@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
@@ -31,6 +33,7 @@ def strangers(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.strip() and not any(re.fullmatch(p, line) for p in OURS)]
 
 
+@pytest.mark.slow  # a whole search on a local Ray cluster of its own
 def test_prepare_search_and_analyze_print_only_their_own_lines(tiny_phantom, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     run = lambda *args: subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True,

@@ -1,7 +1,5 @@
 """`python -m cluster.cli ...`: the same as the `painsearch` command."""
 
-import sys
+from cluster.cli.main import program
 
-from cluster.cli.main import main
-
-sys.exit(main())
+program()

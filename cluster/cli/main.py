@@ -62,11 +62,8 @@ def native_output_to_log() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; in-process callers (tests, notebooks) keep their own stderr and Ray's own output."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # --verbose anywhere on the line: Ray's, Tune's and TensorFlow's own messages come back to the terminal
-    cluster.local.VERBOSE = "--verbose" in argv
-    if not cluster.local.VERBOSE:
-        native_output_to_log()
     args = build_parser().parse_args([a for a in argv if a != "--verbose"])
     try:
         return args.fn(args)
@@ -78,5 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def program() -> None:
+    """The `painsearch` command: the terminal shows painsearch's own lines unless --verbose is anywhere on the line."""
+    cluster.local.VERBOSE = "--verbose" in sys.argv[1:]
+    if not cluster.local.VERBOSE:
+        native_output_to_log()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    program()
