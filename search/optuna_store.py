@@ -3,7 +3,9 @@
 
 A local store holds the journal in place. For an `s3://` store the journal lives in a local file while the
 search runs (a journal needs appends and file locks, which S3 has not), is copied into the store after every
-trial and when the search ends, and is copied back before a resumed search goes on.
+trial and when the search ends, and is copied back before a resumed search goes on. The store's copy is the
+truth: a search that starts afresh (Tune has nothing to restore) starts a fresh journal, whatever an earlier
+run left in the store or in the local cache.
 """
 
 from __future__ import annotations
@@ -24,11 +26,21 @@ def journal_path(store: Store, key: SearchKey) -> Path:
         path = Path(store.path(key.path, OPTUNA_JOURNAL))
     else:
         path = CACHE / f"{hashlib.sha256(store.uri_of(key.path).encode()).hexdigest()[:20]}.journal"
-        if not path.exists() and store.exists(key.path, OPTUNA_JOURNAL):  # a resumed search goes on from the store's
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(store.read_bytes(key.path, OPTUNA_JOURNAL))
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def begin(store: Store, key: SearchKey, resumed: bool) -> None:
+    """Before the searcher opens the journal: a resumed search goes on from the store's journal; a fresh one
+    starts with none (trials of a search Tune cannot restore would otherwise steer the sampler, and a local
+    copy left by an earlier run of the same store path would be taken for this one's)."""
+    local = journal_path(store, key)
+    if resumed and store.is_s3 and store.exists(key.path, OPTUNA_JOURNAL):
+        local.write_bytes(store.read_bytes(key.path, OPTUNA_JOURNAL))
+    elif not resumed:
+        local.unlink(missing_ok=True)
+        if store.is_s3 and store.exists(key.path, OPTUNA_JOURNAL):
+            store.delete(key.path, OPTUNA_JOURNAL)
 
 
 def storage(store: Store, key: SearchKey):

@@ -13,7 +13,6 @@ metrics under `train/<trial>/epochs/`, its best-ranked and latest checkpoints un
 
 from __future__ import annotations
 
-import gc
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,7 @@ import numpy as np
 
 from pipelines.ray_compat import CHECKPOINT_PREFIX
 from pipelines.storage import Store
-from pipelines.training import checkpoint
+from pipelines.training import checkpoint, keras_state
 
 Runner = Literal["inline", "ray_train"]
 RUNNERS: tuple[str, ...] = ("inline", "ray_train")
@@ -127,14 +126,11 @@ class CheckpointKeeper:
 
 def run_inline(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> None:
     """The loop in this Tune actor; every epoch goes to the store and to Tune."""
-    import tf_keras as keras
     from ray import tune
 
     from pipelines.training.loop import fit_arrays
     from pipelines.training.ray_train import where, write_epoch
 
-    keras.backend.clear_session()  # the reused actor's previous trial leaves its graph and layers behind
-    gc.collect()
     train, val = fold_arrays(ctx, fold)
     keeper = CheckpointKeeper(store, run)
     restore = download(store, run, latest) if latest else None
@@ -146,7 +142,11 @@ def run_inline(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> No
             keeper.add(saved, int(metrics["epoch"]), int(metrics[checkpoint.RANK]))
         tune.report(metrics)
 
-    fit_arrays(cfg, train, val, report, restore)
+    before = keras_state.registered_gradients()
+    try:
+        fit_arrays(cfg, train, val, report, restore)
+    finally:  # the actor runs the search's next trial: this one's model and graphs go
+        keras_state.release(before)
 
 
 def run_ray_train(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> None:

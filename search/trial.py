@@ -8,6 +8,7 @@ that after the search.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -121,6 +122,16 @@ def record_attempt(store: Store, key: SearchKey, trial_id: str, exc: BaseExcepti
         pass
 
 
+def resident_mb() -> float:
+    """This process's resident memory in MiB (Linux's /proc; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,
                   actor_start_s: float) -> None:
     timing = {"trial_id": trial_id, "wall_s": time.time() - started, "setup_s": fit_started - started,
@@ -129,7 +140,9 @@ def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, f
               # an inline trial trains here, and its reused actor has TensorFlow loaded from an earlier trial
               "driver_imported_tensorflow": "tensorflow" in sys.modules,
               # an inline trial's fresh actor loads TensorFlow first (0 on a reused actor, and under Ray Train)
-              "actor_start_s": actor_start_s}
+              "actor_start_s": actor_start_s,
+              # the process and its resident memory at the trial's end: a reused actor's memory must not grow
+              "pid": os.getpid(), "rss_mb": resident_mb()}
     runs = len(of_trial(store.list(key.path, TIMING_DIR), trial_id))
     store.write_bytes(json.dumps(timing).encode(), key.path, TIMING_DIR, numbered(trial_id, runs))
 

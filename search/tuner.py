@@ -95,8 +95,9 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     space = space_for(key.model, cfg.train.weights == "imagenet", cfg.search.space, cfg.search.space_by_model.get(key.model))
     trainable = tune.with_resources(_trainable(ctx), trial_resources(ctx))
     path = store.path(key.path, TUNE_DIR, key.slug)
-    if tune.Tuner.can_restore(path, storage_filesystem=store.fs):
-        optuna_store.journal_path(store, key)  # the journal comes back from the store before the searcher does
+    resumed = tune.Tuner.can_restore(path, storage_filesystem=store.fs)
+    optuna_store.begin(store, key, resumed)  # before the searcher opens the journal
+    if resumed:
         return tune.Tuner.restore(path, trainable, storage_filesystem=store.fs, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False), True
     seed = cfg.seed * 1000 + sum(map(ord, f"{key}")) % 1000

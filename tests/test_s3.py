@@ -85,3 +85,30 @@ def test_imagenet_weights_from_an_s3_prefix(s3_env, weights_mirror, tmp_path, mo
     with pytest.raises(PainsearchError, match="fetch-weights --to s3://painsearch/empty"):
         monkeypatch.setenv("KERAS_HOME", str(tmp_path / "other"))
         build("resnet50", size=32, weights="imagenet", weights_dir="s3://painsearch/empty")
+
+
+def test_an_s3_searchs_optuna_journal_starts_fresh_and_resumes_from_the_store(s3_env, tmp_path, monkeypatch):
+    """A search started afresh on an S3 store opens an empty Optuna study even when an earlier run of the same
+    store path left a journal (in the store and in this node's cache); a resumed one goes on from the store's."""
+    import optuna
+
+    from search import optuna_store
+    from search.layout import OPTUNA_JOURNAL, SearchKey
+
+    monkeypatch.setattr(optuna_store, "CACHE", tmp_path / "cache")
+    store, key = open_store("s3://painsearch/journal-study"), SearchKey("weinet", "external", 0)
+
+    def run_trials(n: int) -> int:
+        study = optuna.create_study(study_name=key.slug, storage=optuna_store.storage(store, key), load_if_exists=True)
+        for _ in range(n):
+            study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-2), n_trials=1)
+        optuna_store.sync(store, key)
+        return len(study.trials)
+
+    optuna_store.begin(store, key, resumed=False)
+    assert run_trials(3) == 3 and store.exists(key.path, OPTUNA_JOURNAL)
+    optuna_store.begin(store, key, resumed=False)  # the same store path searched again from the start
+    assert run_trials(2) == 2
+    optuna_store.journal_path(store, key).unlink()  # the search resumes on another node: no local copy
+    optuna_store.begin(store, key, resumed=True)
+    assert run_trials(1) == 3

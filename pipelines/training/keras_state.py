@@ -1,0 +1,40 @@
+"""What a trained model leaves behind in a long-lived process (an inline trial's reused Tune actor), and its release.
+
+`keras.backend.clear_session()` drops Keras's graph and layers, but not everything: each trace of a train step
+registers the gradient of the default strategy's `all_reduce` (a `tf.custom_gradient`) in TensorFlow's global
+gradient registry under a new name, and the registry keeps the traced graph alive through it, about 9 MB per
+trial for a small network (TensorFlow 2.21; tensorflow/tensorflow#62854, keras-team/tf-keras#286). The names a
+trial added are dropped once its model is gone; the graphs that used them went with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+
+
+def _registry() -> dict:
+    from tensorflow.python.framework import ops  # TensorFlow internals: the one place painsearch reads them
+
+    return ops._gradient_registry._registry
+
+
+def registered_gradients() -> frozenset[str]:
+    """The gradient names registered now: what to keep when a trial's model is released."""
+    return frozenset(_registry())
+
+
+def release(before: frozenset[str]) -> None:
+    """Drop Keras's graph and layers, the gradients registered since `before`, then the freed heap, which glibc
+    keeps mapped (and resident) until asked to give it back."""
+    import tf_keras as keras
+
+    keras.backend.clear_session()
+    registry = _registry()
+    for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
+        del registry[name]
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps its own policy
+        pass
