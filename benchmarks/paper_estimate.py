@@ -69,9 +69,12 @@ def main() -> None:
         # k-fold trials train on about 64 % of the pool and validate on 16 %; external ones on 80 % and 20 %
         images_per_epoch = 0.64 * POOL_IMAGES * TRAIN_PER_FORWARD + 0.16 * POOL_IMAGES
         epoch_s = f * images_per_epoch / GPU[1]
-        trial_s = epoch_s * MEAN_EPOCHS * asha_share + per_trial_fixed
-        share = cfg.resources.gpus_per_worker
-        gpu_s[name] = trial_s * share * len(cfg.scenarios) * cfg.folds * cfg.search.trials
+        train_s = epoch_s * MEAN_EPOCHS * asha_share  # at a whole GPU's throughput
+        trial_s = train_s + per_trial_fixed
+        # a trial on a share of a GPU trains at that share of its throughput (the same GPU-seconds in all) and holds
+        # only its share while it does everything else: what sharing saves is the fixed cost's idle GPU
+        gpu_s[name] = (train_s + per_trial_fixed * cfg.resources.gpus_per_worker) * len(cfg.scenarios) * cfg.folds \
+            * cfg.search.trials
         rows.append((name, f / 1e9, epoch_s, trial_s))
     total_gpu_s = sum(gpu_s.values())
     starts = (overhead["actor_start_s"] * searches * cfg.search.max_concurrent_trials)
@@ -86,7 +89,7 @@ def main() -> None:
         "(the middle of 10..50) and TPE + ASHA trains the share above of them; input decoding keeps up (measured "
         "at 0.98x of in-memory arrays, BENCHMARKS.md); the networks train at the rate their FLOPs allow.",
         "",
-        "| network | GFLOPs per image | epoch on one GPU | trial (ASHA share of 30 epochs + fixed cost) |",
+        f"| network | GFLOPs per image | epoch on one GPU | trial (ASHA share of {MEAN_EPOCHS} epochs + fixed cost) |",
         "|---|---:|---:|---:|",
         *[f"| {n} | {g:.2f} | {e:.1f} s | {t / 60:.1f} min |" for n, g, e, t in rows],
         "",
@@ -111,9 +114,9 @@ def main() -> None:
                     f"({needed:.0f} trials at once fill {gpus} GPUs)")
         hours = (total_gpu_s + starts * cfg.resources.gpus_per_worker) / gpus / 3600
         lines.append(f"| {gpus} | {note} | {hours:.1f} h |")
-    lines += ["", "Each estimate assumes the GPUs stay busy: with 150 searches of 20 trials there is always a trial "
-              "waiting, except in the last searches; on 32 GPUs those last searches leave GPUs idle, so the real "
-              "figure is somewhat above the estimate there."]
+    lines += ["", f"Each estimate assumes the GPUs stay busy: with {searches} searches of {cfg.search.trials} trials "
+              "there is always a trial waiting, except in the last searches; on 32 GPUs those last searches leave "
+              "GPUs idle, so the real figure is somewhat above the estimate there."]
     block = "\n".join(lines)
     print(block)
     write_block(args.out, "paper_estimate", "The paper study at scale (estimate)", block)

@@ -163,8 +163,8 @@ def main() -> None:
         f"{f['rejected']} listed rejections | {f['crashes']} crashes, {f['violations']} inputs neither or both |",
         f"| faults: the study SIGKILLed and resumed ({', '.join(sorted(set(r['triggers'])))}), the S3 server "
         f"stopped under it | {r['kills']} kills, {r['outages']} outages, 1 prepare kill | {survived} of "
-        f"{r['kills'] + r['outages'] + 1} | 0 searches sealed twice, 0 trials lost or run twice "
-        f"(of {r['trials']}), {p['rows_lost']} shard rows lost, {p['rows_doubled']} doubled |",
+        f"{r['kills'] + r['outages'] + 1} | checked after every resume: no search sealed twice, no trial lost or "
+        f"run twice (of {r['trials']}); {p['rows_lost']} shard rows lost, {p['rows_doubled']} doubled |",
         "",
         f"The fault run's study ({r['searches']} searches, trials of 3 epochs, results on SeaweedFS S3) took "
         f"{r['seconds']:.0f} s with its kills; {r['continued_from_checkpoint']} trials cut short by a kill continued "

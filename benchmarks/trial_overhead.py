@@ -13,9 +13,11 @@ from what the trials themselves recorded (timing/*.json and the per-epoch metric
   fit               Keras `fit` (what the trial is for)
   eval + report     scoring the validation split, the checkpoint and the report after each epoch
 
-Writes medians and spread to BENCHMARKS.md between the `trial_overhead` markers.
+Writes medians and spread to BENCHMARKS.md between the `trial_overhead` markers (with `--epochs N` other than 1,
+between the `trial_overhead_N_epochs` markers: the same study with N epochs per trial, where the fixed cost of a
+trial is spread over more training).
 
-    .venv/bin/python benchmarks/trial_overhead.py [--trials 2] [--folds 2] [--repeats 1]
+    .venv/bin/python benchmarks/trial_overhead.py [--trials 2] [--folds 2] [--repeats 1] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def cpu_ticks() -> tuple[int, int]:
 def run_once(work: Path, runner: str, index: int, args) -> dict:
     cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
         "shards": str(work / "shards"), "storage": str(work / f"results-{runner}-{index}"),
-        "folds": args.folds, "search": {"trials": args.trials}, "resources": {"runner": runner}})
+        "folds": args.folds, "search": {"trials": args.trials, "space": {"epochs": [args.epochs, args.epochs]}},
+        "resources": {"runner": runner}})
     t0, (busy0, total0) = time.perf_counter(), cpu_ticks()
     run_study(cfg, log=lambda m: print(f"{runner}: {m}", flush=True))
     seconds = time.perf_counter() - t0
@@ -99,6 +102,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="studies per runner, the runners alternated")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per trial (the smoke study's is 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
 
@@ -120,8 +124,9 @@ def main() -> None:
     lines = [
         machine(),
         f"Command: `.venv/bin/python benchmarks/trial_overhead.py --trials {args.trials} --folds {args.folds} "
-        f"--repeats {args.repeats}` (the smoke study: {len(cfg.models)} networks x {len(cfg.scenarios)} scenarios x "
-        f"{cfg.folds} folds x {args.trials} trials = {n} trials, 1 epoch each, 32 px, tiny phantom, "
+        f"--repeats {args.repeats} --epochs {args.epochs}` (the smoke study: {len(cfg.models)} networks x "
+        f"{len(cfg.scenarios)} scenarios x {cfg.folds} folds x {args.trials} trials = {n} trials, "
+        f"{args.epochs} epoch{'s' if args.epochs > 1 else ''} each, 32 px, tiny phantom, "
         f"{cfg.search.concurrent_searches} searches at once; the two runners alternated in one run"
         + (f", {args.repeats} studies each, medians" if args.repeats > 1 else "") + ").",
         "",
@@ -135,13 +140,15 @@ def main() -> None:
         *[f"| {p} | " + " | ".join(stat([x[p] for x in rows[r]]) for r in RUNNERS) + " |" for p in PARTS],
         "",
     ]
+    paper = load_study_config(ROOT / "configs" / "paper.yaml")
     starts = [x["actor start"] for x in rows["inline"] if x["actor start"] > 0]
     lines.append(
         f"Per trial: median (10th-90th percentile). An inline trial's actor loads TensorFlow and the model code once, "
         f"before its first trial: {len(starts)} actors for {len(rows['inline'])} trials here, {stat(starts)} each "
         f"(inside the whole study's time, outside the trials'); with {cfg.search.max_concurrent_trials} trial at a time "
         f"and {args.trials} trials per search that is one actor for every {len(rows['inline']) / max(len(starts), 1):.0f} "
-        f"trials, where a paper search of 20 trials, 4 at a time, starts one for every five. Under ray_train the same "
+        f"trials, where a search of configs/paper.yaml ({paper.search.trials} trials, {paper.search.max_concurrent_trials} at "
+        f"a time) starts one for every {paper.search.trials // paper.search.max_concurrent_trials}. Under ray_train the same "
         f"start-up is inside every trial's wall (its worker's model build and TensorFlow import).")
     lines.append(
         "Overhead is what a trial costs besides training: under ray_train each trial starts a Ray Train run (its "
@@ -151,8 +158,10 @@ def main() -> None:
         "epochs, so the fixed cost matters most where ASHA stops trials after a few epochs.")
     block = "\n".join(lines)
     print(block)
-    write_block(args.out, "trial_overhead", "Trial overhead (the study)", block)
-    save_results("trial_overhead", {
+    key = "trial_overhead" if args.epochs == 1 else f"trial_overhead_{args.epochs}_epochs"
+    title = "Trial overhead (the study)" if args.epochs == 1 else f"Trial overhead with {args.epochs} epochs per trial"
+    write_block(args.out, key, title, block)
+    save_results(key, {"epochs": args.epochs,
         "study_s": study, "overhead_share": {r: share(rows[r]) for r in RUNNERS},
         "overhead_s": {r: float(np.median([x["wall"] - x["fit"] for x in rows[r]])) for r in RUNNERS},
         "actor_start_s": float(np.median(starts)) if starts else 0.0})

@@ -221,6 +221,7 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
     ctx = context_for(cfg, results, key)
     tuner, restored = _tuner(cfg, store, key, ctx)
     grid = tuner.fit()
+    tuning_seconds = time.time() - started  # the trials alone; choosing and scoring the test split come after
     optuna_store.sync(store, key)
     trials = _trial_rows(list(grid), cfg, store, key)
     metric_col = f"best_{cfg.search.metric}"
@@ -228,7 +229,7 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
     done: dict[str, Any] = {
         "model": key.model, "scenario": key.scenario, "fold": key.fold, "metric": cfg.search.metric,
         "trials": int(len(trials)), "failed_trials": int((trials["status"] == "failed").sum()) if len(trials) else 0,
-        "restored": restored, "seconds": None,
+        "restored": restored, "seconds": None, "tuning_seconds": tuning_seconds,
     }
     if len(ok):
         best = ok.sort_values(metric_col, ascending=cfg.metric_mode == "min", kind="stable").iloc[0]
