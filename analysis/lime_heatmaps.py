@@ -14,6 +14,7 @@ The explanations run as Ray tasks, one per (network, scenario). No face leaves a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from analysis.face_space import (face_oval, mean_map, pain_mask, region_share, r
 from analysis.results import Results
 from pipelines import retries
 from pipelines.labels import CLASS_NAMES
+from pipelines.progress import Progress
 from search.layout import BEST_DIR, SearchKey
 
 COLUMNS = ["model", "scenario", "class", "dataset", "images", "weights", "face_covered", "regions_from",
@@ -126,7 +128,8 @@ def find_truth(res: Results) -> str | None:
     return None
 
 
-def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | None = None) -> dict[str, Any]:
+def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
     import ray
 
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +148,11 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
         refs[task.remote(res.store, cfg["shards"], cfg.get("s3_endpoint"), res.choices[key]["train"],
                          key.of(BEST_DIR, weights), ids, settings.model_dump())] = (model, scenario, named)
     maps: dict[tuple[str, str, int, str], dict[str, Any]] = {}
-    for ref, (model, scenario, named) in refs.items():
+    progress, waiting = Progress("analyze: LIME", len(refs), "searches explained", log), list(refs)
+    while waiting:  # each search's maps as its task ends
+        [ref], waiting = ray.wait(waiting, num_returns=1)
+        progress.update(len(refs) - len(waiting))
+        model, scenario, named = refs[ref]
         for r in ray.get(ref):
             entry = maps.setdefault((model, scenario, r["pred"], r["dataset"]), {"maps": [], "random": [], "weights": named})
             entry["maps"].append(r["map"])

@@ -141,7 +141,7 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: Repo
         from analysis.lime_heatmaps import global_heatmaps
 
         log("analyze: LIME explanations as Ray tasks")
-        heat = global_heatmaps(res, out / "figures" / "heatmaps", config.lime, config.phantom_truth)
+        heat = global_heatmaps(res, out / "figures" / "heatmaps", config.lime, config.phantom_truth, log)
         extra["heatmap_regions"] = heat["regions"]
     raters = None
     if config.ratings:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines import retries
 from pipelines.errors import PainsearchError
+from pipelines.progress import time_left
 from pipelines.storage import Store, open_store
 from search.config import StudyConfig
-from pipelines import retries
 from search.folds import make_folds
 from search.layout import (DONE, FORMAT, FORMAT_VERSION, STUDY, SUMMARY, SearchKey, folds_file, read_parquet,
                            search_keys)
@@ -130,13 +131,6 @@ def read_done(store: Store, key: SearchKey) -> dict[str, Any] | None:
     return json.loads(store.read_bytes(key.path, DONE)) if store.exists(key.path, DONE) else None
 
 
-def eta(done: int, total: int, seconds: float, first: int = 0) -> str:
-    """`12 s so far, about 30 s left`: the time left if the searches still to run take as long as those run here."""
-    ran = done - first
-    left = seconds / ran * (total - done) if ran > 0 else float("nan")
-    return f"{seconds:.0f} s so far" + (f", about {left:.0f} s left" if ran > 0 and total > done else "")
-
-
 def _line(i: int, n: int, done: dict[str, Any]) -> str:
     head = f"[{i}/{n}] {done['model']} {done['scenario']} fold {done['fold']}:"
     tail = f"{done['trials']} trials ({done['failed_trials']} failed), {done['seconds']:.0f} s"
@@ -196,7 +190,7 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
         finished += 1
         try:
             done = ray.get(ready[0])
-            log(f"{_line(finished, total, done)} ({eta(finished, total, time.time() - started, first)})")
+            log(f"{_line(finished, total, done)} ({time_left(finished, total, time.time() - started, first)})")
         except Exception as exc:  # an infrastructure failure: the search is left undone, to be resumed
             failures += 1
             cause = getattr(exc, "cause", None) or exc

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 
-
-def _progress(done: int, total: int, seconds: float) -> None:
-    """A progress bar with the time left, on one terminal line."""
-    width = 30
-    filled = int(width * done / max(total, 1))
-    left = seconds / done * (total - done) if done else 0.0
-    sys.stderr.write(f"\rpredict [{'#' * filled}{'.' * (width - filled)}] {done}/{total} inputs, "
-                     f"{seconds:.0f} s, about {left:.0f} s left")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+from pipelines.progress import Progress
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -23,8 +13,14 @@ def _predict(args: argparse.Namespace) -> int:
     from analysis.predict import predict
 
     chosen = resolve(args.model, args.network, args.scenario, args.fold)
-    table = predict(chosen, args.inputs, args.out, explain=args.explain, every=args.every,
-                    progress=_progress if sys.stderr.isatty() or args.progress else None)
+    bar = None
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        nonlocal bar
+        bar = bar or Progress("predict", total, "inputs", started=time.time() - seconds)
+        bar.update(done)
+
+    table = predict(chosen, args.inputs, args.out, explain=args.explain, every=args.every, progress=progress)
     pain = int((table["label"] == "pain").sum()) if len(table) else 0
     print(f"predict: {len(table)} faces scored with {chosen.name} ({pain} pain); {args.out}/predictions.csv, "
           f"and the inputs without a usable face in {args.out}/predict_report.json")
@@ -47,5 +43,4 @@ def add(sub) -> None:
     p.add_argument("--every", type=int, metavar="N",
                    help=f"score every Nth frame of a video (default: {FRAMES_PER_SECOND:g} frames a second)")
     p.add_argument("--explain", action="store_true", help="a LIME map over every face, and the normalised one")
-    p.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     p.set_defaults(fn=_predict)

@@ -22,6 +22,7 @@ from pipelines.errors import PainsearchError, Rejection
 from pipelines.phantom.synth import PHANTOM_MARKER
 from pipelines.preprocess.preprocessor import Preprocessor, settings
 from pipelines.privacy import load_key, pseudonym
+from pipelines.progress import Progress
 from pipelines.shards.schema import CHUNKS, FORMAT, FORMAT_VERSION, MANIFEST, REPORT, shard_path, to_parquet
 from pipelines.sources import read_source
 from pipelines.sources.base import Listing, Rejected, SourceRecord
@@ -158,7 +159,7 @@ class ChunkWorker:
         return {"marker": np.array([json.dumps(m) for m in markers], dtype=object)}
 
 
-def _run_ray(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _run_ray(cfg: PrepareConfig, pending: list[dict[str, Any]], progress: Progress) -> list[dict[str, Any]]:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -177,12 +178,20 @@ def _run_ray(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[str
         # a runtime env of its own costs a fresh worker process, so only when S3 settings must travel
         **({"runtime_env": {"env_vars": env}} if env else {}),
     )
-    return [json.loads(row["marker"]) for row in ds.take_all()]
+    markers = []
+    for row in ds.iter_rows():  # as the chunks finish
+        markers.append(json.loads(row["marker"]))
+        progress.update(progress.first + len(markers))
+    return markers
 
 
-def _run_local(cfg: PrepareConfig, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _run_local(cfg: PrepareConfig, pending: list[dict[str, Any]], progress: Progress) -> list[dict[str, Any]]:
     worker = ChunkWorker(cfg.preprocess.model_dump(), cfg.out, cfg.s3_endpoint, cfg.threads_per_worker)
-    return [worker.run(c) for c in pending]
+    markers = []
+    for c in pending:
+        markers.append(worker.run(c))
+        progress.update(progress.first + len(markers))
+    return markers
 
 
 def check_inputs(cfg: PrepareConfig) -> tuple[bytes, list[Listing]]:
@@ -208,7 +217,8 @@ def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] 
     pending = [c for c in work.chunks if c["id"] not in done_ids]
     log(f"prepare: {sum(work.sampled.values())} images in {len(work.chunks)} chunks; "
         f"{len(work.chunks) - len(pending)} already done, {len(pending)} to do ({cfg.engine}, {cfg.workers} worker(s))")
-    fresh = {m["id"]: m for m in (_run_ray if cfg.engine == "ray" else _run_local)(cfg, pending)} if pending else {}
+    progress = Progress("prepare", len(work.chunks), "chunks", log, first=len(work.chunks) - len(pending))
+    fresh = {m["id"]: m for m in (_run_ray if cfg.engine == "ray" else _run_local)(cfg, pending, progress)} if pending else {}
     # markers of chunks finished by an earlier run are read back; this run's come from the workers
     markers = [fresh.get(c["id"]) or json.loads(store.read_bytes(CHUNKS, f"{c['id']}.json")) for c in work.chunks]
     report = _report(cfg, work, markers, time.time() - t0)
