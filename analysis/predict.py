@@ -22,8 +22,8 @@ import pandas as pd
 from analysis.chosen_model import ChosenModel
 from pipelines.errors import PainsearchError, Rejection
 from pipelines.labels import CLASS_NAMES
+from pipelines.sources.base import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # A pain expression lasts about half a second to a few seconds: five frames a second catch it without
 # scoring thirty near-copies.

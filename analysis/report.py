@@ -95,7 +95,7 @@ def chosen_settings(res: Results) -> pd.DataFrame:
             f"the chosen trial's weights at epoch {c['epoch']}"
         rows.append({**key.as_dict(), "trial": c["trial_id"], "best_epoch": c["epoch"],
                      **{k: c["params"].get(k, "") for k in PAPER}, "scored": scored})
-    return pd.DataFrame(rows).rename(columns={"fold": "fold"})
+    return pd.DataFrame(rows)
 
 
 def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: ReportConfig = ReportConfig(),

@@ -62,20 +62,28 @@ def main() -> None:
     searches = len(cfg.models) * len(cfg.scenarios) * cfg.folds
     trials = searches * cfg.search.trials
     per_trial_fixed = overhead["overhead_s"]["inline"]
+    share = cfg.resources.gpus_per_worker
     gpu_s = {}
     rows = []
     for name in cfg.models:
         f = forward_flops(name)
-        # k-fold trials train on about 64 % of the pool and validate on 16 %; external ones on 80 % and 20 %
-        images_per_epoch = 0.64 * POOL_IMAGES * TRAIN_PER_FORWARD + 0.16 * POOL_IMAGES
-        epoch_s = f * images_per_epoch / GPU[1]
-        train_s = epoch_s * MEAN_EPOCHS * asha_share  # at a whole GPU's throughput
-        trial_s = train_s + per_trial_fixed
-        # a trial on a share of a GPU trains at that share of its throughput (the same GPU-seconds in all) and holds
-        # only its share while it does everything else: what sharing saves is the fixed cost's idle GPU
-        gpu_s[name] = (train_s + per_trial_fixed * cfg.resources.gpus_per_worker) * len(cfg.scenarios) * cfg.folds \
-            * cfg.search.trials
-        rows.append((name, f / 1e9, epoch_s, trial_s))
+        per_search = 0.0
+        for scenario in cfg.scenarios:
+            # what one search's runs read: a k-fold fold trains on 64 % of the pool, validates on 16 % and tests on
+            # 20 %; the external scenario trains on 80 %, validates on 20 % and tests on CP-PAIN
+            train, val, test = ((0.8, 0.2, EXTERNAL_IMAGES / POOL_IMAGES) if scenario == "external"
+                                else (0.64, 0.16, 0.2))
+            epoch_s = f * POOL_IMAGES * (train * TRAIN_PER_FORWARD + val) / GPU[1]  # at a whole GPU's throughput
+            train_s = epoch_s * MEAN_EPOCHS * asha_share
+            # a trial on a share of a GPU trains at that share of its throughput (the same GPU-seconds in all) and
+            # holds only its share while it does everything else: what sharing saves is the fixed cost's idle GPU
+            per_search += cfg.search.trials * (train_s + per_trial_fixed * share)
+            if cfg.refit:  # the chosen settings again on training + validation, for the chosen trial's epochs
+                per_search += f * POOL_IMAGES * (train + val) * TRAIN_PER_FORWARD * MEAN_EPOCHS / GPU[1]
+            per_search += f * POOL_IMAGES * test / GPU[1]  # the test split scored once
+            if scenario == cfg.scenarios[0]:
+                rows.append((name, f / 1e9, epoch_s, train_s + per_trial_fixed))
+        gpu_s[name] = per_search * cfg.folds
     total_gpu_s = sum(gpu_s.values())
     starts = (overhead["actor_start_s"] * searches * cfg.search.max_concurrent_trials)
     lines = [
@@ -86,10 +94,13 @@ def main() -> None:
         f"Assumed: {GPU[0]} sustains {GPU[1] / 1e12:.0f} TFLOP/s of mixed-precision training (a sixth of its "
         f"tensor-core peak); a training step costs {TRAIN_PER_FORWARD:.0f} forward passes; PAIN-DB has {POOL_IMAGES} "
         f"images after sampling and CP-PAIN {EXTERNAL_IMAGES}; a trial asks for {MEAN_EPOCHS} epochs on average "
-        "(the middle of 10..50) and TPE + ASHA trains the share above of them; input decoding keeps up (measured "
-        "at 0.98x of in-memory arrays, BENCHMARKS.md); the networks train at the rate their FLOPs allow.",
+        "(the middle of 10..50) and TPE + ASHA trains the share above of them"
+        + (f"; each search's refit trains {MEAN_EPOCHS} epochs on training + validation" if cfg.refit else "")
+        + "; input decoding keeps up with training (BENCHMARKS.md, training input pipeline); the networks train at "
+        "the rate their FLOPs allow.",
         "",
-        f"| network | GFLOPs per image | epoch on one GPU | trial (ASHA share of {MEAN_EPOCHS} epochs + fixed cost) |",
+        f"| network | GFLOPs per image | {cfg.scenarios[0]} epoch on one GPU | {cfg.scenarios[0]} trial (ASHA's share of "
+        f"{MEAN_EPOCHS} epochs + fixed cost) |",
         "|---|---:|---:|---:|",
         *[f"| {n} | {g:.2f} | {e:.1f} s | {t / 60:.1f} min |" for n, g, e, t in rows],
         "",

@@ -2,10 +2,10 @@
 `optuna-dashboard` opens it and `optuna.load_study` reads it; a resumed search keeps writing to it.
 
 A local store holds the journal in place. For an `s3://` store the journal lives in a local file while the
-search runs (a journal needs appends and file locks, which S3 has not), is copied into the store after every
-trial and when the search ends, and is copied back before a resumed search goes on. The store's copy is the
-truth: a search that starts afresh (Tune has nothing to restore) starts a fresh journal, whatever an earlier
-run left in the store or in the local cache.
+search runs (a journal needs appends and file locks, which S3 has not), is copied into the store when each
+trial starts and ends and when the search ends, and is copied back before a resumed search goes on (unless
+this node's copy already goes on from it). A search that starts afresh (Tune has nothing to restore) starts a
+fresh journal, whatever an earlier run left in the store or in the local cache.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def begin(store: Store, key: SearchKey, resumed: bool) -> None:
     copy left by an earlier run of the same store path would be taken for this one's)."""
     local = journal_path(store, key)
     if resumed and store.is_s3 and store.exists(key.path, OPTUNA_JOURNAL):
-        local.write_bytes(store.read_bytes(key.path, OPTUNA_JOURNAL))
+        stored = store.read_bytes(key.path, OPTUNA_JOURNAL)
+        # this node's copy is newer when it goes on from the store's (a resume where the search last ran)
+        if not (local.exists() and local.read_bytes().startswith(stored)):
+            local.write_bytes(stored)
     elif not resumed:
         local.unlink(missing_ok=True)
         if store.is_s3 and store.exists(key.path, OPTUNA_JOURNAL):
@@ -59,11 +62,19 @@ def sync(store: Store, key: SearchKey) -> None:
 
 
 def sync_callback(store: Store, key: SearchKey):
-    """A Tune callback that copies the journal into the store after every trial."""
+    """A Tune callback that copies the journal into the store when a trial starts (the searcher has just asked
+    Optuna for it, which numbers trials by their count in the journal: a resumed search must find every trial
+    asked for so far) and when it ends."""
     from ray.tune import Callback
 
     class SyncJournal(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            sync(store, key)
+
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            sync(store, key)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
             sync(store, key)
 
     return SyncJournal()

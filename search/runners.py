@@ -41,14 +41,27 @@ def checkpoint_name(epoch: int) -> str:
     return f"{CHECKPOINT_PREFIX}{epoch:06d}"
 
 
+def checkpoint_dirs(store: Store, run: str) -> list[str]:
+    """Every checkpoint folder of a run, whole or cut short by a kill."""
+    return [d for d in store.dirs(run) if d.startswith(CHECKPOINT_PREFIX)]
+
+
 def kept_states(store: Store, run: str) -> dict[str, dict[str, Any]]:
-    """The checkpoints a run keeps in the store (folder -> saved state: epoch, best epoch, patience)."""
+    """The whole checkpoints a run keeps in the store (folder -> saved state: epoch, best epoch, patience), each
+    with its epoch's metrics logged. A folder a kill cut short (no weights, or no state, which is written last)
+    or whose epoch was never logged does not count: that epoch is trained again from the one before."""
     import json
 
+    from pipelines.training.ray_train import EPOCHS_DIR
+
+    logged = set(store.list(run, EPOCHS_DIR))
     out = {}
-    for d in store.dirs(run):
-        if d.startswith(CHECKPOINT_PREFIX) and store.exists(run, d, checkpoint.STATE_FILE):
-            out[d] = json.loads(store.read_bytes(run, d, checkpoint.STATE_FILE))
+    for d in checkpoint_dirs(store, run):
+        if not {checkpoint.WEIGHTS_FILE, checkpoint.STATE_FILE} <= set(store.list(run, d)):
+            continue
+        state = json.loads(store.read_bytes(run, d, checkpoint.STATE_FILE))
+        if f"{int(state['epoch']):04d}.json" in logged:
+            out[d] = state
     return out
 
 
@@ -114,7 +127,8 @@ class CheckpointKeeper:
 
     def add(self, saved: str, epoch: int, rank: int) -> None:
         folder = checkpoint_name(epoch)
-        for f in Path(saved).iterdir():
+        # the state last: a folder with it is whole (`kept_states`)
+        for f in sorted(Path(saved).iterdir(), key=lambda f: f.name == checkpoint.STATE_FILE):
             self.store.write_bytes(f.read_bytes(), self.run, folder, f.name)
         self.kept[folder] = (epoch, rank)
         latest = max(self.kept, key=lambda d: self.kept[d][0])

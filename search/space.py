@@ -38,13 +38,11 @@ class Axis:
         """None when `bounds` are usable, else what is wrong (for the config's one-sentence error)."""
         lo, hi = bounds
         given = f"has {self.name} {[self.cast(lo), self.cast(hi)]}; give [low, high]"
-        if self.kind == "log" and not 0 < lo <= hi:
-            return f"{given} with 0 < low <= high"
-        if self.kind == "int" and not self.limits[0] <= lo <= hi:
-            return f"{given} with {self.limits[0]:g} <= low <= high"
-        if self.kind == "grid" and not self.limits[0] <= lo <= hi <= self.limits[1]:
-            return f"{given} inside {self.limits[0]:g}..{self.limits[1]:g}"
-        return None
+        floor, ceiling = self.limits
+        # a log-uniform axis cannot start at its floor (0)
+        if (lo > floor if self.kind == "log" else lo >= floor) and lo <= hi <= ceiling:
+            return None
+        return f"{given} with {floor:g} {'<' if self.kind == 'log' else '<='} low <= high <= {ceiling:g}"
 
     def tune(self, bounds: tuple[float, float]):
         """This axis as a Ray Tune domain (OptunaSearch turns it into the matching Optuna distribution)."""

@@ -21,7 +21,7 @@ from search.config import StudyConfig
 from search.folds import make_folds
 from search.layout import (DONE, FORMAT, FORMAT_VERSION, STUDY, SUMMARY, SearchKey, folds_file, read_parquet,
                            search_keys)
-from search.lease import Lease
+from search.lease import HEARTBEAT_S, Lease
 from search.tuner import run_search
 
 
@@ -162,11 +162,11 @@ def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False
     cfg = cfg.model_copy(update={"storage": storage or cfg.storage})
     check_inputs(cfg)
     store = open_store(cfg.storage, cfg.s3_endpoint)
-    with Lease(store):
-        return _run(cfg, store, resume, log)
+    with Lease(store) as lease:
+        return _run(cfg, store, resume, log, lease)
 
 
-def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None]) -> pd.DataFrame:
+def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None], lease: Lease) -> pd.DataFrame:
     import ray
 
     start_study(cfg, store, resume, log)
@@ -185,7 +185,10 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
         while todo and len(pending) < cfg.search.concurrent_searches:
             key = todo.pop(0)
             pending[task.remote(cfg_data, store.uri, key.as_dict())] = key
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=HEARTBEAT_S)
+        lease.check()
+        if not ready:
+            continue
         key = pending.pop(ready[0])
         finished += 1
         try:

@@ -133,9 +133,11 @@ def resident_mb() -> float:
 
 
 def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,
-                  actor_start_s: float) -> None:
-    timing = {"trial_id": trial_id, "wall_s": time.time() - started, "setup_s": fit_started - started,
-              "fit_s": time.time() - fit_started,
+                  actor_start_s: float, ended: str = "trained") -> None:
+    """How the trial's time went, once per run of the trial function that ended (`ended`: `trained`, `stopped`
+    by Tune part way, or `resumed_done`, restarted after a kill with nothing left to train)."""
+    timing = {"trial_id": trial_id, "ended": ended, "ended_at": time.time(),
+              "wall_s": time.time() - started, "setup_s": fit_started - started, "fit_s": time.time() - fit_started,
               # a Ray Train trial's process only drives the run: importing TensorFlow there costs every trial seconds;
               # an inline trial trains here, and its reused actor has TensorFlow loaded from an earlier trial
               "driver_imported_tensorflow": "tensorflow" in sys.modules,
@@ -159,12 +161,14 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: flo
     trial_id = tune.get_context().get_trial_id()
     session = train_session()  # taken now: Tune drops it when it stops the trial
     store = ctx.store()
-    started = time.time()
+    started = fit_started = time.time()
     try:
         cfg, run = ctx.train_config(config), ctx.key.of(TRAIN_DIR, trial_id)
         latest, last = resume_point(store, run, cfg)
         if last is not None:  # restarted after a kill with nothing left to train: Tune still needs a result
             tune.report(last)
+            if not of_trial(store.list(ctx.key.path, TIMING_DIR), trial_id):  # the kill came before its timing
+                record_timing(store, ctx.key, trial_id, started, started, actor_start_s, "resumed_done")
             return
         fold = fold_table(store, ctx.key)
         fit_started = time.time()
@@ -172,7 +176,12 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: flo
         record_timing(store, ctx.key, trial_id, started, fit_started, actor_start_s)
     except Exception as exc:
         # Tune stopped this trial (ASHA, or the search ended): under Ray Train it removes the trial's placement
-        # group, which takes the run down with it; that is not a failed attempt (an inline trial leaves quietly)
+        # group, which takes the run down with it; that is not a failed attempt, and its timing is kept
         if not session_stopped(session):
             record_attempt(store, ctx.key, trial_id, exc)
+        else:
+            try:
+                record_timing(store, ctx.key, trial_id, started, fit_started, actor_start_s, "stopped")
+            except Exception:  # noqa: BLE001  a timing record must not hide how the trial ended
+                pass
         raise

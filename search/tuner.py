@@ -25,7 +25,7 @@ from search import optuna_store
 from search.early_stopping import scheduler
 from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE, PREDICTIONS, TRAIN_DIR, TRIALS,
                            TUNE_DIR, SearchKey, read_csv)
-from search.runners import kept_states, runner_for
+from search.runners import checkpoint_dirs, kept_states, runner_for
 from search.scoring import refit, score_test
 from search.space import params_of, space_for
 from search.trial import TrialContext, error_kind, trial_fn
@@ -236,7 +236,7 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
         choice = choose(cfg, store, key, ctx, best)
         for other in trials["trial_id"]:  # the rest keep metrics only
             if str(other) != choice["trial_id"]:
-                for d in kept_states(store, key.of(TRAIN_DIR, str(other))):
+                for d in checkpoint_dirs(store, key.of(TRAIN_DIR, str(other))):  # whole or cut short
                     store.delete_dir(key.path, TRAIN_DIR, str(other), d)
         done.update({"status": "ok", "best_trial": choice["trial_id"], "best_epoch": choice["epoch"],
                      "best_score": float(best[metric_col]), "params": choice["params"], "scored": choice["scored"]})

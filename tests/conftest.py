@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from pipelines.bootstrap import torch_first  # noqa: E402
 torch_first()  # this process detects faces and trains
 from pipelines.config import prepare_config  # noqa: E402
 
-from seaweed import KEY as S3_KEY, SECRET as S3_SECRET  # noqa: E402
+from seaweed import KEY as S3_KEY, SECRET as S3_SECRET, free_port  # noqa: E402,F401  (free_port: for the tests)
 # A test that uses one of these needs a Ray cluster, an S3 server or real training: the whole suite
 # (`make test`) runs it, the fast tier (`make check`, `-m "not slow"`) does not.
 SLOW_FIXTURES = {"ray_local", "ray_head", "seaweed", "s3_env", "smoke_study", "smoke_report", "learn_shards", "arrays",
@@ -149,12 +148,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -229,8 +222,7 @@ def copy_checkout(dest: Path) -> Path:
 
 
 def s3_vars(seaweed) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": seaweed["key"],
-            "AWS_SECRET_ACCESS_KEY": seaweed["secret"], "AWS_DEFAULT_REGION": "us-east-1"}
+    return seaweed["server"].env()
 
 
 @pytest.fixture(scope="session")

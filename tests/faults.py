@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from search.layout import DONE, TRIALS
+
 ROOT = Path(__file__).resolve().parent.parent
 TRIGGERS = ("mid-trial", "after a search", "random delay")
 
@@ -28,8 +30,8 @@ def _snapshot(store, keys, train_dir: str) -> dict:
 
     out = {"done": {}, "epochs": {}, "checkpoint": {}}
     for key in keys:
-        if store.exists(key.path, "done.json"):
-            out["done"][key] = store.read_bytes(key.path, "done.json")
+        if store.exists(key.path, DONE):
+            out["done"][key] = store.read_bytes(key.path, DONE)
         for trial in store.dirs(key.path, train_dir):
             run = key.of(train_dir, trial)
             out["epochs"][(key, trial)] = {f: store.read_bytes(run, "epochs", f) for f in store.list(run, "epochs")}
@@ -108,11 +110,11 @@ def check_store(store, cfg, first_done: dict, frozen: dict) -> dict:
 
     trials_total = 0
     for key in searches(cfg):
-        done = json.loads(store.read_bytes(key.path, "done.json"))
+        done = json.loads(store.read_bytes(key.path, DONE))
         assert done["status"] == "ok", done
         if key in first_done:
-            assert store.read_bytes(key.path, "done.json") == first_done[key], f"{key} was sealed twice"
-        trials = read_csv(store.read_bytes(key.path, "trials.csv"))
+            assert store.read_bytes(key.path, DONE) == first_done[key], f"{key} was sealed twice"
+        trials = read_csv(store.read_bytes(key.path, TRIALS))
         assert len(trials) == cfg.search.trials and trials["trial_id"].is_unique, trials
         assert (trials["status"] == "ok").all(), trials
         timing = store.list(key.path, TIMING_DIR)

@@ -15,6 +15,15 @@ KEY, SECRET = "painsearch-test", "painsearch-test-secret"
 BUCKET = "painsearch"
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (for the servers and clusters the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Seaweed:
     def __init__(self, data: Path, ports: dict[str, int]) -> None:
         self.data, self.ports = Path(data), ports
@@ -32,6 +41,9 @@ class Seaweed:
 
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
                             region_name="us-east-1", config=Config(connect_timeout=2, retries={"max_attempts": 1}))
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 90) -> None:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")

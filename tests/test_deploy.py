@@ -105,6 +105,11 @@ def test_dockerfile_has_one_cuda_stack_a_dependency_layer_and_passes_hadolint():
     gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
     assert any(d.startswith("tensorflow[and-cuda]") for d in gpu) and "['gpu']" in text
     assert "download.pytorch.org/whl/cpu" in text and "cuda" not in text.replace("painsearch:0.1.0-cuda12", "")
+    sys.path.insert(0, str(DEPLOY))
+    from image_size import BASE_SIZES, dockerfile
+
+    base, _, wheels = dockerfile()  # the CPU wheels are the very versions the project pins
+    assert base in BASE_SIZES and set(wheels) <= set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     first_code = min(i for i, line in enumerate(lines) if line.startswith("COPY pipelines"))
     deps = min(i for i, line in enumerate(lines) if "pip install -r" in line)
     assert deps < first_code  # a code change does not rebuild the dependencies

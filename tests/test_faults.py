@@ -65,6 +65,34 @@ def test_a_second_driver_is_refused_and_a_dead_ones_lease_taken_over(tmp_path, m
         leases.Lease(store).acquire()
 
 
+def test_a_driver_whose_lease_was_taken_over_stops_instead_of_renewing_it(tmp_path, monkeypatch):
+    """A driver cut off from the store for longer than STALE_S has been taken over when the store comes back:
+    its next heartbeat finds the other holder, leaves the lease to it, and the driver stops in one sentence."""
+    from search import lease as leases
+
+    store = open_store(str(tmp_path / "results"))
+    monkeypatch.setattr(leases, "SETTLE_S", 0.0)
+    monkeypatch.setattr(leases, "HEARTBEAT_S", 0.05)
+    first = leases.Lease(store)
+    first.acquire()
+    first.check()  # holds it: goes on
+    taker = {"holder": "other", "host": "elsewhere", "pid": 7, "heartbeat": time.time()}
+    store.write_bytes(json.dumps(taker).encode(), "lease.json")  # taken over while the first could not beat
+    for _ in range(100):
+        try:
+            first.check()
+        except PainsearchError as err:
+            assert "lost the study" in str(err) and "on elsewhere, process 7" in str(err) and "\n" not in str(err)
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the driver never noticed that its lease was taken over")
+    time.sleep(0.2)
+    assert json.loads(store.read_bytes("lease.json"))["holder"] == "other"  # its heartbeats stopped
+    first.release()
+    assert json.loads(store.read_bytes("lease.json"))["holder"] == "other"
+
+
 def test_a_store_that_never_answers_ends_in_one_sentence_after_its_retries(monkeypatch):
     """Transient failures are tried again with growing waits, then end in one sentence."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")

@@ -154,5 +154,5 @@ def test_refit_retrains_the_chosen_settings_and_scores_that_model(mini_shards, s
     assert list(refit_epochs["epoch"]) == list(range(choice["epoch"] + 1))
     assert store.read_bytes(key.path, BEST_DIR, "refit.h5") != store.read_bytes(key.path, BEST_DIR, "chosen.h5")
     pairs = _rescore(store, key, choice, "refit.h5", str(mini_shards))
-    assert np.allclose(pairs[:, 0], pairs[:, 1], atol=1e-5)
+    assert len(pairs) and np.allclose(pairs[:, 0], pairs[:, 1], atol=1e-5)
     assert "retrained on training + validation" in json.loads(store.read_bytes("study.json"))["protocol"]

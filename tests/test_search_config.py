@@ -25,6 +25,7 @@ def test_paper_config_is_the_full_study():
     cfg = load_study_config(CONFIGS / "paper.yaml")
     assert set(cfg.models) == set(MODEL_NAMES) and cfg.folds == 5 and len(cfg.scenarios) == 3
     assert cfg.train.size is None and cfg.train.weights == "imagenet" and cfg.storage.startswith("s3://")
+    assert cfg.refit  # the models the paper's numbers come from train on training + validation (80 % of the pool)
 
 
 def test_demo_config_has_a_scratch_and_an_application_network():
@@ -65,10 +66,12 @@ def test_space_override_narrows_the_bounds():
 
 
 @pytest.mark.parametrize("search, where", [
-    ({"space": {"epochs": [3, 2]}}, "`search.space` has epochs [3, 2]; give [low, high] with 1 <= low <= high"),
+    ({"space": {"epochs": [3, 2]}}, "`search.space` has epochs [3, 2]; give [low, high] with 1 <= low <= high <= 500"),
     ({"space_by_model": {"weinet": {"learning_rate": [0.0, 1e-3]}}},
      "`search.space_by_model.weinet` has learning_rate [0.0, 0.001]; give [low, high] with 0 < low"),
-    ({"space": {"finetune_depth": [0.5, 2]}}, "`search.space` has finetune_depth [0.5, 2.0]; give [low, high] inside 0..1"),
+    ({"space": {"finetune_depth": [0.5, 2]}}, "`search.space` has finetune_depth [0.5, 2.0]; give [low, high] with 0 <= low <= high <= 1"),
+    ({"space": {"learning_rate": [0.5, 2]}}, "`search.space` has learning_rate [0.5, 2.0]; give [low, high] with 0 < low <= high <= 1"),
+    ({"space": {"epochs": [10, 1000]}}, "`search.space` has epochs [10, 1000]; give [low, high] with 1 <= low <= high <= 500"),
 ])
 def test_bad_bounds_are_refused_when_the_config_is_read(search, where):
     """Before any search starts, naming the setting that holds them (the study's or one network's)."""

@@ -208,6 +208,7 @@ def test_an_inline_run_keeps_its_best_and_latest_checkpoints(tmp_path):
     """What the inline runner keeps of a run: the best-ranked epoch and the latest (Ray Train's policy)."""
     from pipelines.storage import open_store
     from pipelines.training.checkpoint import RANK, best_of, rank
+    from pipelines.training.ray_train import write_epoch
     from search.runners import CheckpointKeeper, kept_states, latest_checkpoint
 
     store = open_store(str(tmp_path / "store"))
@@ -219,6 +220,7 @@ def test_an_inline_run_keeps_its_best_and_latest_checkpoints(tmp_path):
         saved.mkdir()
         (saved / "model.h5").write_bytes(b"weights of epoch %d" % epoch)
         (saved / "state.json").write_text(json.dumps({"epoch": epoch, "best_epoch": best}))
+        write_epoch(store, "run", {"epoch": epoch})
         keeper.add(str(saved), epoch, {RANK: rank(epoch, improved)}[RANK])
     states = kept_states(store, "run")
     assert sorted(s["epoch"] for s in states.values()) == [1, 3]
@@ -226,3 +228,32 @@ def test_an_inline_run_keeps_its_best_and_latest_checkpoints(tmp_path):
     assert epoch == 1 and store.read_bytes("run", folder, "model.h5") == b"weights of epoch 1"
     assert states[latest_checkpoint(store, "run")]["epoch"] == 3
     assert CheckpointKeeper(store, "run").kept == keeper.kept  # a restarted trial knows what it kept
+
+
+def test_a_checkpoint_a_kill_cut_short_is_not_resumed_from(tmp_path):
+    """A kill part way through writing a checkpoint leaves a folder without its weights or its state, or a whole
+    checkpoint of an epoch whose metrics were never logged: a restarted trial continues from the epoch before."""
+    import dataclasses
+
+    from pipelines.storage import open_store
+    from pipelines.training.ray_train import write_epoch
+    from search.runners import CheckpointKeeper, checkpoint_name, latest_checkpoint, resume_point
+
+    store = open_store(str(tmp_path / "store"))
+    keeper = CheckpointKeeper(store, "run")
+    for epoch in (0, 1):
+        saved = tmp_path / f"e{epoch}"
+        saved.mkdir()
+        (saved / "model.h5").write_bytes(b"weights")
+        (saved / "state.json").write_text(json.dumps({"epoch": epoch, "best_epoch": epoch}))
+        write_epoch(store, "run", {"epoch": epoch})
+        keeper.add(str(saved), epoch, epoch)
+    cut = checkpoint_name(2)
+    store.write_bytes(json.dumps({"epoch": 2, "best_epoch": 2}).encode(), "run", cut, "state.json")  # no weights
+    assert latest_checkpoint(store, "run") == checkpoint_name(1)
+    store.write_bytes(b"weights", "run", cut, "model.h5")  # whole now, but epoch 2 was never logged
+    assert latest_checkpoint(store, "run") == checkpoint_name(1)
+    cfg = dataclasses.make_dataclass("Cfg", ["epochs", "monitor", "patience"])(3, "f1_macro", 0)
+    assert resume_point(store, "run", cfg) == (checkpoint_name(1), None)  # epoch 2 is trained again
+    write_epoch(store, "run", {"epoch": 2})
+    assert resume_point(store, "run", cfg) == (cut, {"epoch": 2})  # the run is over: its last epoch reported

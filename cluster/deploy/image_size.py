@@ -10,6 +10,7 @@ where PyPI and download.pytorch.org are reachable:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,16 +19,26 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# python:3.11.10-slim-bookworm, linux/amd64, as Docker Hub lists it (compressed layers)
-BASE_IMAGE = ("python:3.11.10-slim-bookworm", 45_500_000)
-TORCH_CPU = ("https://download.pytorch.org/whl/cpu", ["torch==2.14.1", "torchvision==0.29.1"])
+DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
+# the compressed size of the base image's linux/amd64 layers as Docker Hub lists them, by tag (the registry
+# itself cannot be asked from here)
+BASE_SIZES = {"python:3.11.10-slim-bookworm": 45_500_000}
+
+
+def dockerfile() -> tuple[str, str, list[str]]:
+    """What the Dockerfile pins, read from it (its one home): the base image, and torch's index and CPU wheels."""
+    text = DOCKERFILE.read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    torch = re.search(r"pip install --index-url (\S+) ((?:\S+==\S+ ?)+)", text)
+    return base, torch.group(1), torch.group(2).split()
 
 
 def resolve(args: list[str]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                        "--report", str(report), *args], check=True)
+                        "--retries", "1", "--timeout", "15", "--report", str(report), *args], check=True,
+                       stderr=subprocess.DEVNULL)
         return json.loads(report.read_text())["install"]
 
 
@@ -39,17 +50,26 @@ def size_of(url: str) -> int:
 
 def main() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    torch = resolve(["--index-url", TORCH_CPU[0], *TORCH_CPU[1]])
-    rest = resolve([*project["dependencies"], *project["optional-dependencies"]["gpu"], *TORCH_CPU[1],
-                    "--extra-index-url", TORCH_CPU[0]])
-    files = {item["download_info"]["url"] for item in torch + rest if "torch" not in item["metadata"]["name"]
-             or item in torch}
+    base, index, wheels = dockerfile()
+    if base not in BASE_SIZES:
+        sys.exit(f"The Dockerfile's base image {base} has no size here; add it to BASE_SIZES from Docker Hub's listing.")
+    names = {w.split("==")[0] for w in wheels}
+    deps = [*project["dependencies"], *project["optional-dependencies"]["gpu"]]
+    # everything but torch's own wheels from PyPI (what needs torch gets it from the CPU install before it)
+    needs_torch = [d for d in deps if d.split("==")[0] in names or "pytorch" in d]
+    files = {item["download_info"]["url"] for item in resolve([d for d in deps if d not in needs_torch])}
+    files |= {item["download_info"]["url"] for item in resolve(["--no-deps", *[d for d in needs_torch if d not in wheels]])}
+    try:
+        files |= {item["download_info"]["url"] for item in resolve(["--index-url", index, *wheels])}
+        missing = ""
+    except subprocess.CalledProcessError:
+        missing = f" + {', '.join(wheels)} and what they need, from {index}, which cannot be reached from here"
     sizes = {url.rsplit("/", 1)[-1]: size_of(url) for url in sorted(files)}
-    total = sum(sizes.values()) + BASE_IMAGE[1]
+    total = sum(sizes.values()) + BASE_SIZES[base]
     for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:12]:
         print(f"{size / 1e6:9.1f} MB  {name}")
-    print(f"{len(sizes)} wheels {sum(sizes.values()) / 1e9:.2f} GB + {BASE_IMAGE[0]} {BASE_IMAGE[1] / 1e9:.2f} GB "
-          f"= {total / 1e9:.2f} GB to download (compressed; installed, wheels take about twice that)")
+    print(f"{len(sizes)} wheels {sum(sizes.values()) / 1e9:.2f} GB + {base} {BASE_SIZES[base] / 1e9:.2f} GB "
+          f"= {total / 1e9:.2f} GB to download{missing} (compressed; installed, wheels take about twice that)")
 
 
 if __name__ == "__main__":

@@ -49,16 +49,16 @@ class Store:
     def uri_of(self, *parts: str) -> str:
         return "/".join([self.uri.rstrip("/"), *[p.strip("/") for p in parts if p]])
 
-    def exists(self, *parts: str) -> bool:
-        info = self._call(lambda: self.fs.get_file_info(self.path(*parts)), "read")
+    def exists(self, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> bool:
+        info = self._call(lambda: self.fs.get_file_info(self.path(*parts)), "read", patience)
         return info.type != pafs.FileType.NotFound
 
-    def read_bytes(self, *parts: str) -> bytes:
+    def read_bytes(self, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> bytes:
         def read() -> bytes:
             with self.fs.open_input_stream(self.path(*parts)) as f:
                 return f.read()
 
-        return self._call(read, "read")
+        return self._call(read, "read", patience)
 
     def write_bytes(self, data: bytes, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> None:
         """Write atomically: a local temp file renamed into place; an S3 object appears whole."""

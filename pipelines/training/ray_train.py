@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines import retries
 from pipelines.config import TrainConfig
 from pipelines.training import checkpoint
 from pipelines.training.data import DECODE_CPUS, class_weights, decode_batch, oversample_dataset
@@ -127,7 +128,7 @@ def make_trainer(
     use_gpu: bool = False,
     gpus_per_worker: float = 1.0,
     cpus_per_worker: float = 1.0,
-    max_failures: int = 0,
+    max_failures: int = retries.TRAIN_RUN,
     resume_from=None,
     endpoint: str | None = None,
     callbacks: list | None = None,
