@@ -80,8 +80,13 @@ def _trainable(ctx: TrialContext):
 
         t0, start_s = time.time(), 0.0
         if inline and "tensorflow" not in sys.modules:
+            import gc
+
             import pipelines.models.build  # noqa: F401  (TensorFlow, tf-keras and the builders)
 
+            # what the imports made lives as long as the actor: out of the collector's way, so that the collection
+            # after each trial (pipelines/training/keras_state.py) scans only what trials made
+            gc.freeze()
             start_s = time.time() - t0
         trial_fn(config, context, actor_start_s=start_s)
 
