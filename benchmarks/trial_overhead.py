@@ -75,7 +75,9 @@ def cpu_ticks() -> tuple[int, int]:
 def run_once(work: Path, runner: str, index: int, args) -> dict:
     cfg = load_study_config(ROOT / "configs" / "smoke.yaml", {
         "shards": str(work / "shards"), "storage": str(work / f"results-{runner}-{index}"),
-        "folds": args.folds, "search": {"trials": args.trials, "space": {"epochs": [args.epochs, args.epochs]}},
+        # every trial runs all its epochs: what a trial costs is measured, not what ASHA saves (search_efficiency)
+        "folds": args.folds, "search": {"trials": args.trials, "scheduler": "none",
+                                        "space": {"epochs": [args.epochs, args.epochs]}},
         "resources": {"runner": runner}})
     t0, (busy0, total0) = time.perf_counter(), cpu_ticks()
     run_study(cfg, log=lambda m: print(f"{runner}: {m}", flush=True))
@@ -89,6 +91,8 @@ def run_once(work: Path, runner: str, index: int, args) -> dict:
 
 def stat(values) -> str:
     v = np.asarray(values, dtype=float)
+    if not len(v):
+        return "none recorded"
     return f"{np.median(v):.1f} s ({np.percentile(v, 10):.1f}-{np.percentile(v, 90):.1f})"
 
 
