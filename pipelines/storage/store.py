@@ -113,10 +113,13 @@ class Store:
             except PainsearchError:
                 raise
             except (OSError, ValueError) as exc:
-                if not (self.is_s3 and transient(exc)) or time.monotonic() + wait > deadline:
+                left = deadline - time.monotonic()
+                if not (self.is_s3 and transient(exc)) or left <= 0:
                     raise PainsearchError(explain_error(self.uri, self.is_s3, action, exc)) from exc
-                log.warning("%s: could not %s (%s); trying again in %.0f s", self.uri, action, str(exc)[:200], wait)
-                time.sleep(wait)
+                # The last wait is cut to the deadline, so the store is tried once more at the end of its patience.
+                pause = min(wait, left)
+                log.warning("%s: could not %s (%s); trying again in %.0f s", self.uri, action, str(exc)[:200], pause)
+                time.sleep(pause)
                 wait = min(2 * wait, retries.STORE_MAX_WAIT_S)
 
 
