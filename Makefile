@@ -17,7 +17,7 @@ demo: setup
 	$(VENV)/bin/painsearch demo --out demo-out
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 # the fast tier, for the edit loop: no Ray cluster, S3 server or training beyond one step
 check: setup

@@ -68,7 +68,8 @@ def two_nodes(tmp_path_factory):
         r = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=240,
                            start_new_session=True)
         assert r.returncode == 0, command + "\n" + r.stdout[-2000:] + r.stderr[-2000:]
-    yield {"address": f"http://127.0.0.1:{dashboard}", "env": env, "temp": temp, "home": home}
+    yield {"address": f"http://127.0.0.1:{dashboard}", "gcs": f"127.0.0.1:{port}", "env": env, "temp": temp,
+           "home": home}
     stop_processes_naming(temp)
     shutil.rmtree(temp, ignore_errors=True)
 
@@ -84,6 +85,13 @@ def quick_start_checkout(tmp: Path) -> Path:
     return checkout
 
 
+JOB_TIMEOUT_S = 600  # under pytest's 900 s, so a job that hangs still reports
+
+
+def _text(out: bytes | str | None) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+
+
 def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subprocess.CompletedProcess:
     """The README's command: `ray job submit --address ... --working-dir . --runtime-env-json ... -- painsearch ...`."""
     runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": seaweed["endpoint"]}}  # where the store is; no credentials
@@ -93,7 +101,16 @@ def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subpro
     env = {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"], "RAY_AUTH_MODE": "token"}
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
-        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=cwd)
+        try:
+            job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, cwd=cwd)
+        except subprocess.TimeoutExpired as exc:  # say what the cluster was doing, within pytest's own timeout
+            status = subprocess.run([str(VENV_BIN / "ray"), "status", "--address", cluster["gcs"]], env=env,
+                                    capture_output=True, text=True, timeout=60)
+            for job_id in set(re.findall(r"raysubmit_\w+", _text(exc.stdout))):  # free the cluster for the next test
+                subprocess.run([str(VENV_BIN / "ray"), "job", "stop", "--address", cluster["address"], job_id],
+                               env=env, capture_output=True, timeout=120)
+            raise AssertionError(f"the job ran over {JOB_TIMEOUT_S} s\n{_text(exc.stdout)[-4000:]}\n"
+                                 f"{_text(exc.stderr)[-2000:]}\n{status.stdout}{status.stderr}") from None
         if job.returncode == 0 or "No available agent" not in job.stderr + job.stdout or time.time() > deadline:
             return job
         time.sleep(3)
