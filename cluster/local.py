@@ -20,9 +20,10 @@ RUNTIME_ENV_VARS = {**ENV_DEFAULTS, "RAY_DEDUP_LOGS": "0",
 
 
 def pin_ray_address() -> None:
-    """Runs in every worker of a local cluster: names this cluster in RAY_ADDRESS. Ray's state API, which
-    Ray Train's placement-group cleaner calls, otherwise looks for the cluster among the Ray instances
-    running on the machine and refuses to choose when there are two."""
+    """Runs in every worker painsearch starts, on a local cluster or a joined one: names the worker's cluster in
+    RAY_ADDRESS. Ray's state API, which Ray Train's placement-group cleaner calls, otherwise looks for the
+    cluster among the Ray instances running on the node and, when there are two, refuses to choose: the
+    cleaner's thread dies and a Ray Train trial never starts."""
     import ray
 
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
@@ -53,7 +54,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
     # env already sets is left to it (Ray refuses a driver that sets the same variable again)
     env_vars = {**RUNTIME_ENV_VARS, **s3_env()}
     env_vars = {k: v for k, v in env_vars.items() if k not in job_env_vars()}
-    env = {"env_vars": env_vars}
+    env = {"env_vars": env_vars, "worker_process_setup_hook": "cluster.local.pin_ray_address"}
     if quiet:
         import logging
 
@@ -67,6 +68,5 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet)
     else:
-        env["worker_process_setup_hook"] = "cluster.local.pin_ray_address"
         ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=env, log_to_driver=not quiet,
                  configure_logging=False)

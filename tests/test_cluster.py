@@ -51,7 +51,9 @@ def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tup
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory):
+def two_nodes(tmp_path_factory, ray_local):
+    """The two nodes, with the tests' local cluster running beside them: a second Ray instance on the machine,
+    as in the whole suite, where Ray's state API cannot pick a cluster by itself."""
     home = tmp_path_factory.mktemp("home")
     temp = Path(f"/tmp/tn-{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}, "HOME": str(home),
@@ -94,10 +96,14 @@ def _text(out: bytes | str | None) -> str:
 
 def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subprocess.CompletedProcess:
     """The README's command: `ray job submit --address ... --working-dir . --runtime-env-json ... -- painsearch ...`."""
+    return submit_entrypoint(cluster, cwd, seaweed, ["painsearch", "search", "run", "--config", SMOKE, "--storage", storage,
+                                                     *[a for s in sets for a in ("--set", s)]])
+
+
+def submit_entrypoint(cluster, cwd: Path, seaweed, entrypoint: list[str]) -> subprocess.CompletedProcess:
     runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": seaweed["endpoint"]}}  # where the store is; no credentials
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", cluster["address"], "--working-dir", ".",
-           "--runtime-env-json", json.dumps(runtime_env), "--", "painsearch", "search", "run", "--config", SMOKE,
-           "--storage", storage, *[a for s in sets for a in ("--set", s)]]
+           "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint]
     env = {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"], "RAY_AUTH_MODE": "token"}
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
@@ -119,6 +125,31 @@ def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subpro
 def epochs_of(store, key, trial: str) -> list[dict]:
     return [json.loads(store.read_bytes(key.of("train", trial, "epochs"), f))
             for f in store.list(key.of("train", trial, "epochs"))]
+
+
+PROBE = """
+import ray
+from cluster.local import ensure_ray
+
+ensure_ray()
+
+@ray.remote(num_cpus=0)
+def nodes_seen_by_the_state_api():
+    from ray.util.state import list_nodes
+
+    return len(list_nodes())
+
+print("nodes:", ray.get(nodes_seen_by_the_state_api.remote()))
+"""
+
+
+def test_a_joined_clusters_workers_reach_its_state_api(two_nodes, seaweed):
+    """Ray Train's placement-group cleaner asks Ray's state API, from a worker, whether a run's controller lives;
+    with another Ray instance on the node (here the tests' local cluster) the API cannot tell which cluster is
+    meant unless painsearch names it. Unnamed, the cleaner's thread dies and every run that Tune stops (ASHA)
+    keeps its GPU share for good, until no trial can start."""
+    job = submit_entrypoint(two_nodes, ROOT, seaweed, ["python", "-c", PROBE])
+    assert job.returncode == 0 and "nodes: 2" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
 
 
 @pytest.mark.parametrize("runner", ["inline", "ray_train"])
