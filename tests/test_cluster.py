@@ -186,8 +186,9 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     assert shares <= {("0",), ("1",)} and len(shares) == 2  # half a card each, on both cards
     peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
     assert peak == 4, spans  # four trials at once on two GPUs
-    # a share freed by a trial that ended (trained out, or stopped by ASHA) went to a later trial; which trials ASHA
-    # stops depends on their scores, so its stops are tested with a fixed scheduler in test_study.py
+    # a share freed by a trial that ended (trained out, or stopped by ASHA) went to a later trial. Which trials ASHA
+    # stops depends on their scores; a stopped run that kept its share would leave later trials waiting for good,
+    # and the job would run over its time (test_study.py stops every trial, with a fixed scheduler)
     assert any(a >= min(b for _, b in spans) for a, _ in spans), spans
     # nothing the job carried, nor anything the store holds, has the S3 secret; the upload left the data behind
     listing = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", two_nodes["address"]],
