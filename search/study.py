@@ -166,6 +166,12 @@ def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False
         return _run(cfg, store, resume, log, lease)
 
 
+def last_line(message: str) -> str:
+    """What went wrong, from an error whose message carries a traceback (Tune's do): its last line."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines and lines[0].startswith("Traceback") else message.strip()
+
+
 def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None], lease: Lease) -> pd.DataFrame:
     import ray
 
@@ -198,7 +204,7 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
             failures += 1
             cause = getattr(exc, "cause", None) or exc
             log(f"[{finished}/{total}] {key}: the search stopped with {type(cause).__name__}: "
-                f"{str(cause).strip()[:500]}; rerun with --resume to continue it")
+                f"{last_line(str(cause))[:500]}; rerun with --resume to continue it")
     summary = write_summary(cfg, store)
     if failures:
         raise PainsearchError(f"{failures} search(es) stopped before their end; rerun with --resume to continue them.")

@@ -57,14 +57,15 @@ def trial_resources(ctx: TrialContext) -> dict[str, float]:
 
 def _searcher(cfg: StudyConfig, seed: int, store: Store, key: SearchKey):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from search.optuna_searcher import ResumableOptunaSearch
 
     if cfg.search.searcher == "optuna":
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.search.startup_trials)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     # the sampler carries the seed; the study is kept in the results store (search.optuna_store)
-    return OptunaSearch(sampler=sampler, study_name=key.slug, storage=optuna_store.storage(store, key))
+    return ResumableOptunaSearch(sampler=sampler, study_name=key.slug, storage=optuna_store.storage(store, key))
 
 
 def _trainable(ctx: TrialContext):

@@ -45,6 +45,10 @@ def _mid_trial(snapshot: dict, epochs: int) -> bool:
     return any(0 < len(e) < epochs for e in snapshot["epochs"].values())
 
 
+def _early_in_a_trial(snapshot: dict, epochs: int) -> bool:
+    return any(0 < len(e) <= max(1, epochs // 2) for e in snapshot["epochs"].values())
+
+
 def fault_run(cmd: list[str], env: dict, cfg, kills: int, seed: int, log: Path,
               between: Callable[[int], None] | None = None, timeout: float = 1200) -> dict:
     """Run `cmd` (a `painsearch search run ... --resume`), killing it `kills` times, then to its end; check the
@@ -74,8 +78,10 @@ def fault_run(cmd: list[str], env: dict, cfg, kills: int, seed: int, log: Path,
             if trigger == "random delay" and time.time() - t0 > delay:
                 break
             snap = _snapshot(store, keys, TRAIN_DIR)
-            if trigger == "mid-trial" and epochs and _mid_trial(snap, epochs):
-                time.sleep(rng.uniform(0, 1.5))  # into the next epoch's fit, or its writes
+            # a trial in the first half of its epochs: killed a moment later, in a later epoch's fit or its writes
+            # (an epoch of weinet on the tiny phantom takes a fifth of a second, so the moment stays short)
+            if trigger == "mid-trial" and epochs and _early_in_a_trial(snap, epochs):
+                time.sleep(rng.uniform(0, 0.2))
                 break
             if trigger == "after a search" and len(snap["done"]) > sealed:
                 time.sleep(rng.uniform(0, 0.5))

@@ -174,11 +174,12 @@ def test_a_study_killed_at_seeded_moments_loses_nothing(tiny_shards, tmp_path):
     from search.config import load_study_config
 
     uri = str(tmp_path / "results")
-    sets = ["models=[weinet]", "scenarios=[subject_kfold,external]", "search.space.epochs=[3,3]",
+    # ten epochs a trial: a window of about a second to land a kill in
+    sets = ["models=[weinet]", "scenarios=[subject_kfold,external]", "search.space.epochs=[10,10]",
             "search.scheduler=none", "search.concurrent_searches=1"]
     cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
                                     "scenarios": ["subject_kfold", "external"],
-                                    "search": {"space": {"epochs": [3, 3]}, "scheduler": "none",
+                                    "search": {"space": {"epochs": [10, 10]}, "scheduler": "none",
                                                "concurrent_searches": 1}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     record = fault_run(study_command(SMOKE, uri, str(tiny_shards), sets), env, cfg, kills=3, seed=1,

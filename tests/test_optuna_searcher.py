@@ -1,0 +1,41 @@
+"""The searcher a resumed search gets back from Tune's state may be older than Optuna's journal."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from ray.tune.search.optuna import OptunaSearch
+
+from search.optuna_searcher import ResumableOptunaSearch
+
+
+@pytest.mark.parametrize("searcher", [OptunaSearch, ResumableOptunaSearch])
+def test_a_resumed_searcher_takes_results_of_a_trial_its_journal_closed(tmp_path, searcher):
+    """Tune saved its searcher while trial t0 ran; t0 ended (the journal records it at once) and the driver was
+    killed before Tune saved again. Resumed, Tune runs t0 again from its checkpoint and reports its epochs."""
+    def make():
+        return searcher(space={"lr": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric="val_f1_macro",
+                        mode="max", sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
+                        storage=JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal"))))
+
+    before = make()
+    assert before.suggest("t0") is not None
+    (tmp_path / "tune").mkdir()
+    before.save_to_dir(str(tmp_path / "tune"), session_str="s")  # Tune's last snapshot: t0 running
+    before.on_trial_result("t0", {"val_f1_macro": 0.4, "training_iteration": 1})
+    before.on_trial_complete("t0", {"val_f1_macro": 0.5, "training_iteration": 2})  # in the journal, not the snapshot
+
+    resumed = make()
+    resumed.restore_from_dir(str(tmp_path / "tune"))
+    report = lambda: resumed.on_trial_result("t0", {"val_f1_macro": 0.45, "training_iteration": 1})  # noqa: E731
+    if searcher is OptunaSearch:  # what stopped the search at every resume
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            report()
+        return
+    report()
+    resumed.on_trial_complete("t0", {"val_f1_macro": 0.45, "training_iteration": 2})
+    (trial,) = optuna.load_study(study_name="s", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "optuna.journal")))).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.5  # the journal's record stands
