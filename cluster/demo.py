@@ -1,7 +1,7 @@
 """`painsearch demo`: the whole tool on the phantom, on this CPU, one progress line per stage.
 
-phantom (`small`) -> prepare (Ray Data) -> the demo study (configs/demo.yaml: Ray Tune + Optuna over
-Ray Train trials) -> analyze (tables, figures, LIME heatmaps, index.html). Rerunning resumes: the
+phantom (`small`) -> prepare (Ray Data) -> the demo study (configs/demo.yaml: Ray Tune + Optuna, one-worker
+trials trained inline in reused Tune actors) -> analyze (tables, figures, LIME heatmaps, index.html). Rerunning resumes: the
 phantom and shards are reused, the study continues where it stopped, the report is written again.
 """
 
