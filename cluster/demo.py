@@ -1,8 +1,9 @@
 """`painsearch demo`: the whole tool on the phantom, on this CPU, one progress line per stage.
 
 phantom (`small`) -> prepare (Ray Data) -> the demo study (configs/demo.yaml: Ray Tune + Optuna, one-worker
-trials trained inline in reused Tune actors) -> analyze (tables, figures, LIME heatmaps, index.html). Rerunning resumes: the
-phantom and shards are reused, the study continues where it stopped, the report is written again.
+trials trained inline in reused Tune actors) -> analyze (tables, figures, LIME heatmaps, index.html).
+Rerunning resumes: the phantom and shards are reused, the study continues where it stopped, the report is
+written again.
 """
 
 from __future__ import annotations
