@@ -101,6 +101,11 @@ def numbered(trial_id: str, n: int) -> str:
     return f"{trial_id}-{n}.json"
 
 
+def trials_of(names: list[str]) -> set[str]:
+    """The trials that the numbered files (see `numbered`) belong to."""
+    return {f.rsplit("-", 1)[0] for f in names}
+
+
 def of_trial(names: list[str], trial_id: str) -> list[str]:
     """The numbered files (see `numbered`) that belong to `trial_id`."""
     return [f for f in names if f.startswith(f"{trial_id}-")]

@@ -15,12 +15,12 @@ import pandas as pd
 
 from pipelines import retries
 from pipelines.errors import PainsearchError
-from pipelines.progress import time_left
+from pipelines.progress import Progress, time_left
 from pipelines.storage import Store, open_store
 from search.config import StudyConfig
 from search.folds import make_folds
-from search.layout import (DONE, FORMAT, FORMAT_VERSION, STUDY, SUMMARY, SearchKey, folds_file, read_parquet,
-                           search_keys)
+from search.layout import (DONE, FORMAT, FORMAT_VERSION, STUDY, SUMMARY, TIMING_DIR, SearchKey, folds_file,
+                           read_parquet, search_keys, trials_of)
 from search.lease import HEARTBEAT_S, Lease
 from search.tuner import run_search
 
@@ -166,6 +166,11 @@ def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False
         return _run(cfg, store, resume, log, lease)
 
 
+def trials_ended(store: Store, key: SearchKey) -> int:
+    """How many of a search's trials have ended (trained, or stopped by Tune)."""
+    return len(trials_of(store.list(key.path, TIMING_DIR)))
+
+
 def last_line(message: str) -> str:
     """What went wrong, from an error whose message carries a traceback (Tune's do): its last line."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
@@ -187,12 +192,18 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
     pending: dict[Any, SearchKey] = {}
     failures = 0
     started, first = time.time(), finished
+    # trials that ended (each leaves its timing record), counted again for the running searches at every wait
+    ended = {k: trials_ended(store, k) for k in searches(cfg) if k not in todo}
+    trials = Progress("search: trials", total * cfg.search.trials, "trials", log, first=sum(ended.values()),
+                      started=started)
     while todo or pending:
         while todo and len(pending) < cfg.search.concurrent_searches:
             key = todo.pop(0)
             pending[task.remote(cfg_data, store.uri, key.as_dict())] = key
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=HEARTBEAT_S)
         lease.check()
+        ended.update({k: trials_ended(store, k) for k in pending.values()})
+        trials.update(sum(ended.values()))
         if not ready:
             continue
         key = pending.pop(ready[0])

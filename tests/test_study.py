@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def test_smoke_config_is_what_ci_needs():
 def test_smoke_study_end_to_end(smoke_study, tiny_phantom):
     cfg = smoke_study["cfg"]
     check_complete(smoke_study["uri"], cfg)
+    # the job's log: the trials' progress, a line every 10 s and at the end
+    assert re.search(r"search: trials \[#+\] 24/24 trials, \d+ s so far", smoke_study["job_output"])
     store = open_store(smoke_study["uri"])
     # no raw subject id anywhere in the text files of the store
     raw = {s for s in raw_subject_ids(tiny_phantom) if len(s) >= 4}

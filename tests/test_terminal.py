@@ -24,7 +24,7 @@ OURS = [
     r"search: \d+ searches done \(\d+ failed\) in \S+; read it with `painsearch analyze \S+ --out report`",
     r"analyze: \d+ test predictions from \d+ of \d+ searches", r"analyze: LIME explanations as Ray tasks",
     r"analyze: report at \S+index\.html",
-    r"(prepare|analyze: LIME) \[[#.]+\] \d+/\d+ [\w ]+, \d+ s so far(, about \d+ s left)?",
+    r"(prepare|analyze: LIME|search: trials) \[[#.]+\] \d+/\d+ [\w ]+, \d+ s so far(, about \d+ s left)?",
     r"\s*model\s+scenario\s+accuracy\s+f1_pain\s+f1_macro \[95% CI\]",
     r"\s*\w+\s+\w+\s+[\d.]+ ± [\d.]+\s+[\d.]+ ± [\d.]+\s+[\d.]+ \[[\d.]+, [\d.]+\]",
 ]
