@@ -71,23 +71,39 @@ def faults(work: Path, shards: Path, kills: int, seed: int) -> dict:
         cfg = load_study_config(SMOKE, {"shards": str(shards), "storage": uri, "models": ["weinet", "vgg16"],
                                         "scenarios": ["subject_kfold", "external"],
                                         "search": {"space": {"epochs": [3, 3]}, "scheduler": "none"}})
-        outages, timers = [], []
+        outages, called_off, down = [], threading.Event(), threading.Event()
+
+        log = work / "fault.log"
 
         def outage(i: int) -> None:
-            """After every other kill, the S3 server stops 8 s into the next run, under the running study, and
-            comes back 20 s later."""
+            """After every other kill, the S3 server stops under the next run once that run is going (it has said
+            it resumes the study: past its start-up check, which tries the store once, by design), and comes back
+            20 s later."""
+            while down.is_set():  # a run killed during an outage: the next one starts when the server is back
+                time.sleep(0.5)
             if i % 2 == 0:
                 outages.append(i)
-                timers.extend([threading.Timer(8, server.stop), threading.Timer(28, server.start)])
-                timers[-2].start()
-                timers[-1].start()
+                seen = log.read_text().count("resuming the study") if log.exists() else 0
+
+                def stop_when_running() -> None:
+                    while log.read_text().count("resuming the study") <= seen and not called_off.is_set():
+                        time.sleep(0.5)
+                    down.set()  # from here to the server's return, a killed run is not started again
+                    if not called_off.wait(3):
+                        server.stop()
+                        called_off.wait(20)
+                        server.start()
+                    down.clear()
+
+                threading.Thread(target=stop_when_running, daemon=True).start()
 
         try:
             record = fault_run(study_command(SMOKE, uri, str(shards), sets), env, cfg, kills=kills, seed=seed,
-                               log=work / "fault.log", between=outage, timeout=3600)
+                               log=log, between=outage, timeout=3600)
         finally:
-            for t in timers:  # an outage still pending when the run ended (or failed) is called off
-                t.cancel()
+            called_off.set()  # an outage still pending when the run ended (or failed) is called off
+            while down.is_set():
+                time.sleep(0.5)
         if not server.running():
             server.start()
         record["outages"] = len(outages)
