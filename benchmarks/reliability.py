@@ -177,7 +177,8 @@ def main() -> None:
         f"| fuzz: `prepare` over broken and odd inputs, both engines | {f['inputs']} inputs | {f['rows']} rows + "
         f"{f['rejected']} listed rejections | {f['crashes']} crashes, {f['violations']} inputs neither or both |",
         f"| faults: the study SIGKILLed and resumed ({', '.join(sorted(set(r['triggers'])))}), the S3 server "
-        f"stopped 8 s into a resume and back 20 s later | {r['kills']} kills, {r['outages']} outages, 1 prepare kill "
+        f"stopped under a resumed run (3 s after it resumed) and back 20 s later | {r['kills']} kills, "
+        f"{r['outages']} outages, 1 prepare kill "
         f"| every resume ran to the end (the run stops at the first that does not) | checked after every resume: no "
         f"search sealed twice, no trial lost or run twice (of {r['trials']}); {p['rows_lost']} shard rows lost, "
         f"{p['rows_doubled']} doubled |",
