@@ -192,8 +192,9 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
     pending: dict[Any, SearchKey] = {}
     failures = 0
     started, first = time.time(), finished
-    # trials that ended (each leaves its timing record), counted again for the running searches at every wait
-    ended = {k: trials_ended(store, k) for k in searches(cfg) if k not in todo}
+    # trials that ended (each leaves its timing record), counted again for the running searches at every wait; a
+    # resumed study counts what ran before it once, so the time left is judged on this run's trials only
+    ended = {k: trials_ended(store, k) for k in searches(cfg)} if resume else {}
     trials = Progress("search: trials", total * cfg.search.trials, "trials", log, first=sum(ended.values()),
                       started=started)
     while todo or pending:
