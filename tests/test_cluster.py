@@ -199,7 +199,10 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=f"gpu-{runner}/"):
         for obj in page.get("Contents", []):
             assert S3_SECRET.encode() not in client.get_object(Bucket="painsearch", Key=obj["Key"])["Body"].read()
-    assert "Jane Doe" not in job.stdout and "413" not in job.stdout + job.stderr
+    # the upload was neither refused by the dashboard (HTTP 413) nor by Ray's own size check; Ray's logs hold hex ids
+    # and timings, so the refusal is matched by its words, not by the bare number
+    assert "Jane Doe" not in job.stdout
+    assert not re.search(r"status code 413|exceeds the maximum size", job.stdout + job.stderr)
 
 
 def test_two_workers_on_two_nodes_train_like_two_on_one(two_nodes, seaweed, tiny_shards, tmp_path, monkeypatch):
