@@ -104,8 +104,10 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     resumed = tune.Tuner.can_restore(path, storage_filesystem=store.fs)
     optuna_store.begin(store, key, resumed)  # before the searcher opens the journal
     if resumed:
-        return tune.Tuner.restore(path, trainable, storage_filesystem=store.fs, resume_unfinished=True,
-                                  resume_errored=True, restart_errored=False), True
+        # the space again, although Tune keeps its searcher: a snapshot cut short may hold no searcher, which is then
+        # rebuilt from the space and the journal (search.optuna_searcher)
+        return tune.Tuner.restore(path, trainable, param_space=space.tune(), storage_filesystem=store.fs,
+                                  resume_unfinished=True, resume_errored=True, restart_errored=False), True
     seed = cfg.seed * 1000 + sum(map(ord, f"{key}")) % 1000
     return tune.Tuner(
         trainable,

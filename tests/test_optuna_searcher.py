@@ -6,6 +6,7 @@ import optuna
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from search.optuna_searcher import ResumableOptunaSearch
@@ -39,3 +40,42 @@ def test_a_resumed_searcher_takes_results_of_a_trial_its_journal_closed(tmp_path
     (trial,) = optuna.load_study(study_name="s", storage=JournalStorage(
         JournalFileBackend(str(tmp_path / "optuna.journal")))).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.5  # the journal's record stands
+
+
+@pytest.mark.parametrize("searcher", [OptunaSearch, ResumableOptunaSearch])
+def test_a_searcher_rebuilt_without_tunes_snapshot_finds_its_trials_in_the_journal(tmp_path, searcher):
+    """The kill cut Tune's snapshot upload short: Tune's state has t0 and t1 running, its searcher is gone. Resumed
+    with the search space (`search.tuner`), the searcher finds each trial in the journal by its parameters."""
+    def make():
+        s = searcher(sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
+                     storage=JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal"))))
+        s.set_search_properties("val_f1_macro", "max", {"lr": tune.uniform(0.0, 1.0)})  # as Tune does on restore
+        return s
+
+    before = make()
+    configs = {t: before.suggest(t) for t in ("t0", "t1")}
+    assert configs["t0"] != configs["t1"]
+
+    resumed = make()
+    (tmp_path / "tune").mkdir()  # Tune's snapshot, which holds no searcher
+    if searcher is OptunaSearch:  # Tune then starts the search afresh beside the trials it restored, and waits
+        with pytest.raises(RuntimeError, match="unable to find checkpoint"):
+            resumed.restore_from_dir(str(tmp_path / "tune"))
+        with pytest.raises(KeyError):  # nor could it take the restored trials' results
+            resumed.on_trial_result("t1", {"val_f1_macro": 0.3, "training_iteration": 1, "config/lr": configs["t1"]["lr"]})
+        return
+    resumed.restore_from_dir(str(tmp_path / "tune"))
+
+    def report(t, score, epoch):
+        resumed.on_trial_result(t, {"val_f1_macro": score, "training_iteration": epoch,
+                                   "config/lr": configs[t]["lr"]})  # flattened, as Tune passes them
+
+    report("t1", 0.3, 1)
+    report("t0", 0.4, 1)
+    resumed.on_trial_complete("t1", {"val_f1_macro": 0.35, "training_iteration": 2, "config/lr": configs["t1"]["lr"]})
+    resumed.on_trial_complete("t0", {"val_f1_macro": 0.45, "training_iteration": 2, "config/lr": configs["t0"]["lr"]})
+    trials = optuna.load_study(study_name="s", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "optuna.journal")))).trials
+    assert [(t.params["lr"], t.state, t.value, t.intermediate_values) for t in trials] == [
+        (configs["t0"]["lr"], optuna.trial.TrialState.COMPLETE, 0.45, {1: 0.4}),
+        (configs["t1"]["lr"], optuna.trial.TrialState.COMPLETE, 0.35, {1: 0.3})]

@@ -12,14 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from conftest import s3_vars
 
 from cluster.cli import main
 from pipelines.storage import open_store
 from search.config import load_study_config
+from search.layout import OPTUNA_JOURNAL, TUNE_DIR
 from search.runners import RUNNERS, runner_for
 from search.study import searches
 
@@ -262,14 +266,16 @@ def _s3_env(seaweed) -> dict[str, str]:
     return {**os.environ, **s3_vars(seaweed)}
 
 
-@pytest.mark.parametrize("runner, cut", [
-    ("inline", {}),  # the whole smoke study, as a user on one machine runs it
-    ("ray_train", {"models": ["weinet"], "scenarios": ["subject_kfold"]}),  # two searches of two trials
+@pytest.mark.parametrize("runner, cut, snapshot_cut", [
+    ("inline", {}, False),  # the whole smoke study, as a user on one machine runs it
+    ("ray_train", {"models": ["weinet"], "scenarios": ["subject_kfold"]}, True),  # two searches of two trials
 ], ids=["inline-whole", "ray_train-cut"])
-def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path, runner, cut):
+def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path, runner, cut, snapshot_cut):
     """The smoke config in local mode (the command starts Ray in-process), results on S3. The driver, and the Ray
     it started, are SIGKILLed in the middle of a search; --resume finishes the study from the S3 store: the
-    finished search is not run again, nor is the finished trial of the broken one, and no search is lost."""
+    finished search is not run again, nor is the finished trial of the broken one, and no search is lost.
+    With `snapshot_cut`, the kill (or an outage) also cut Tune's snapshot upload short: the store holds Tune's
+    experiment state but not its searcher's."""
     uri = f"s3://painsearch/local-study-{runner}"
     cmd = [sys.executable, "-m", "cluster.cli", "search", "run", "--config", str(SMOKE), "--storage", uri,
            "--set", f"shards={tiny_shards}", "--set", f"resources.runner={runner}",
@@ -297,9 +303,19 @@ def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path, 
     assert not store.exists(second, "done.json")
     done_before = store.read_bytes(first, "done.json")
     finished_trial = store.list(second, "timing")[0].split("-")[0]
+    if snapshot_cut:
+        tune_dir = (second, TUNE_DIR, keys[1].slug)
+        searcher_states = [f for f in store.list(*tune_dir) if f.startswith("searcher-state-")]
+        assert searcher_states, store.list(*tune_dir)
+        for name in searcher_states:
+            store.delete(*tune_dir, name)
 
     # resumed with the config's own concurrency: a setting that may change on resume
-    again = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    try:
+        again = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    except subprocess.TimeoutExpired as exc:  # what the resumed run was doing when it ran over its time
+        pytest.fail(f"the resumed study ran over {exc.timeout} s:\n{exc.stdout.decode(errors='replace')[-6000:]}\n"
+                    f"{exc.stderr.decode(errors='replace')[-6000:]}")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming the study" in again.stdout and f"1 of {len(keys)} searches already done" in again.stdout
     assert f"{len(keys)} searches done (0 failed)" in again.stdout
@@ -308,6 +324,11 @@ def test_study_locally_killed_then_resumed_on_s3(tiny_shards, s3_env, tmp_path, 
     assert dones[keys[1]]["restored"] is True
     trials = pd.read_csv(io.BytesIO(store.read_bytes(second, "trials.csv")), dtype={"trial_id": str})
     assert finished_trial in set(trials["trial_id"])
+    # Optuna's journal closed the trial Tune went on with, also where the searcher was rebuilt without Tune's snapshot
+    (tmp_path / "optuna.journal").write_bytes(store.read_bytes(second, OPTUNA_JOURNAL))
+    states = [t.state for t in optuna.load_study(study_name=keys[1].slug, storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "optuna.journal")))).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * cfg.search.trials, states
 
 
 # ------------------------------------------------------------------ ray job submit to a real cluster
