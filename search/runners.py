@@ -2,8 +2,9 @@
 
 - `inline` (trials of one worker): the loop runs in the trial's Tune actor, which holds the trial's CPUs
   and GPU share. Tune reuses the actor for the search's next trial, so TensorFlow, the model code and the
-  fold's decoded images are loaded once per actor, not once per trial (`fold_arrays`); Keras's state is
-  cleared between trials. A trial costs its training, not a Ray Train start-up.
+  fold's decoded images are loaded once per actor, not once per trial (`fold_arrays`), and each network is
+  built once per actor and reset for each trial (`pipelines.training.model_cache`); Keras's graphs are cleared
+  between trials. A trial costs its training, not a Ray Train start-up.
 - `ray_train` (several workers): a `TensorflowTrainer` with MultiWorkerMirroredStrategy, one run per trial.
 
 Either way the trial's run keeps the same things in the results store (`search.layout`): every epoch's
@@ -158,8 +159,8 @@ def run_inline(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> No
 
     before = keras_state.registered_gradients()
     try:
-        fit_arrays(cfg, train, val, report, restore)
-    finally:  # the actor runs the search's next trial: this one's model and graphs go
+        fit_arrays(cfg, train, val, report, restore, reuse_model=True)
+    finally:  # the actor runs the search's next trial: this one's graphs go (its network is kept, reset, for it)
         keras_state.release(before)
 
 

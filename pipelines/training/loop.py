@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import TrainConfig
-from pipelines.training import checkpoint
+from pipelines.training import checkpoint, model_cache
 from pipelines.training.data import class_weights, oversample
 from pipelines.training.early_stopping import Patience
 from pipelines.training.metrics import classification_metrics
@@ -49,16 +49,17 @@ def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
 
 
-def compile_model(cfg: TrainConfig, strategy):
-    """The model of `cfg`, built and compiled inside `strategy`'s scope."""
+def compile_model(cfg: TrainConfig, strategy, reuse: bool = False):
+    """The model of `cfg`, built (or with `reuse`, this process's kept one reset: `model_cache`) and compiled
+    inside `strategy`'s scope."""
     import tf_keras as keras
 
     from pipelines.models.build import build
 
     with strategy.scope():
-        model = build(cfg.model, n_classes=cfg.n_classes, size=cfg.size, weights=cfg.weights,
-                      finetune_depth=cfg.finetune_depth, preprocessing=cfg.preprocessing, augment=cfg.augment,
-                      weights_dir=cfg.weights_dir)
+        model = model_cache.built_model(cfg, lambda: build(
+            cfg.model, n_classes=cfg.n_classes, size=cfg.size, weights=cfg.weights, finetune_depth=cfg.finetune_depth,
+            preprocessing=cfg.preprocessing, augment=cfg.augment, weights_dir=cfg.weights_dir), reuse)
         model.compile(optimizer=optimizer(cfg), loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
@@ -74,13 +75,15 @@ def run(
     class_weight: dict[int, float] | None,
     is_chief: bool = True,
     started_at: float | None = None,
+    reuse_model: bool = False,
 ):
     """Train and evaluate, epoch by epoch; `report(metrics, checkpoint_dir)` after each epoch.
 
     `epoch_data(epoch)` returns a `tf.data.Dataset` of (image, label) batches for this worker. Each
     checkpoint holds the weights and the state (`pipelines.training.checkpoint`), so a restarted run
     continues where it stopped. Without `val` (a refit on all training data) every epoch counts as the
-    best so far and nothing stops early.
+    best so far and nothing stops early. With `reuse_model` a process that trains one trial after another builds
+    each network once (`pipelines.training.model_cache`).
     """
     import tf_keras as keras
 
@@ -90,7 +93,7 @@ def run(
         keras.mixed_precision.set_global_policy("mixed_float16")  # compile() then adds loss scaling
     else:
         keras.mixed_precision.set_global_policy("float32")
-    model = compile_model(cfg, strategy)
+    model = compile_model(cfg, strategy, reuse_model)
     patience = Patience(cfg.monitor, cfg.patience if val is not None else 0)
     start = 0
     if restore_dir:
@@ -147,6 +150,7 @@ def fit_arrays(
     val: tuple[np.ndarray, np.ndarray] | None,
     report: Report,
     restore_dir: str | None = None,
+    reuse_model: bool = False,
 ):
     """The loop on arrays in this process, one replica: what a one-worker trial, a refit and a notebook run."""
     from pipelines.bootstrap import tensorflow
@@ -159,7 +163,7 @@ def fit_arrays(
     weights = class_weights(y, cfg.n_classes) if cfg.imbalance == "class_weight" else None
     tf.config.experimental.enable_op_determinism()
     return run(cfg, tf.distribute.get_strategy(), numpy_batches(x, y, cfg.batch_size, cfg.seed), val, report,
-               restore_dir, weights)
+               restore_dir, weights, reuse_model=reuse_model)
 
 
 def fit_local(
