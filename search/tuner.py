@@ -21,7 +21,7 @@ from pipelines.errors import PainsearchError
 from pipelines.storage import Store
 from pipelines.training import checkpoint
 from search.config import StudyConfig
-from search import optuna_store
+from search import optuna_store, tune_snapshot
 from search.early_stopping import scheduler
 from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE, PREDICTIONS, TRAIN_DIR, TRIALS,
                            TUNE_DIR, SearchKey, read_csv)
@@ -104,6 +104,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     resumed = tune.Tuner.can_restore(path, storage_filesystem=store.fs)
     optuna_store.begin(store, key, resumed)  # before the searcher opens the journal
     if resumed:
+        tune_snapshot.reconcile(store, key.path, TUNE_DIR, key.slug)  # a snapshot whose upload was cut short
         # the space again, although Tune keeps its searcher: a snapshot cut short may hold no searcher, which is then
         # rebuilt from the space and the journal (search.optuna_searcher)
         return tune.Tuner.restore(path, trainable, param_space=space.tune(), storage_filesystem=store.fs,
