@@ -157,8 +157,8 @@ def main() -> None:
     lines.append(
         "Overhead is what a trial costs besides training: under ray_train each trial starts a Ray Train run (its "
         "controller, a worker that imports TensorFlow, a synchronization actor, a placement-group cleaner), which is a "
-        "fixed cost per trial; inline, the trial's Tune actor keeps TensorFlow, the model code and the fold's decoded "
-        "images from one trial to the next. On a GPU node an epoch of PAIN-DB takes seconds and a trial tens of "
+        "fixed cost per trial; inline, the trial's Tune actor keeps TensorFlow, the model code, the fold's decoded "
+        "images and the built network (reset for each trial) from one trial to the next. On a GPU node an epoch of PAIN-DB takes seconds and a trial tens of "
         "epochs, so the fixed cost matters most where ASHA stops trials after a few epochs.")
     block = "\n".join(lines)
     print(block)
