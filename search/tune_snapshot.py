@@ -8,17 +8,29 @@ counts trials it does not have: the search ends with fewer trials than asked (be
 it), or waits for good for a running trial it does not have. The experiment state is the one file that lists
 the trials, so the count and the running set are taken from it. (The searcher's own state is rebuilt when it is
 missing: `search.optuna_searcher`.)
+
+Tune's own reads of the snapshot can fail as well (the store unreachable for a moment): Tune then logs "Failed
+to restore the run state", starts the search afresh beside what it had restored so far, and ends it with the
+wrong trials (measured in benchmarks/reliability.py: a search of 2 trials sealed after 1). `restore_or_stop`
+turns that record into an error, so the search stops unsealed and the next `--resume` restores it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from pipelines.errors import PainsearchError
 from pipelines.storage import Store
 
 EXPERIMENT_STATE = "experiment_state-"
 GENERATOR_STATE = "search_gen_state-"
 LIMITER = "name:ConcurrencyLimiter"
+TUNE_CONTROLLER_LOG = "ray.tune.execution.tune_controller"
+RESTORE_FAILED = "Failed to restore the run state"
 
 
 def _newest(names: list[str], prefix: str) -> str | None:
@@ -35,9 +47,12 @@ def reconcile(store: Store, *tune_dir: str) -> bool:
     experiment, generator = _newest(names, EXPERIMENT_STATE), _newest(names, GENERATOR_STATE)
     if experiment is None or generator is None:
         return False
-    trial_data = json.loads(store.read_bytes(*tune_dir, experiment))["trial_data"]
-    trials = {json.loads(trial_json)["trial_id"] for trial_json, _ in trial_data}
-    state = cloudpickle.loads(store.read_bytes(*tune_dir, generator))
+    try:
+        trial_data = json.loads(store.read_bytes(*tune_dir, experiment))["trial_data"]
+        trials = {json.loads(trial_json)["trial_id"] for trial_json, _ in trial_data}
+        state = cloudpickle.loads(store.read_bytes(*tune_dir, generator))
+    except (ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
+        return False  # not a snapshot this module can read: Tune's restore decides (`restore_or_stop`)
     limiter = state.get(LIMITER)
     live = set(limiter["live_trials"]) if limiter else set()
     if state["counter"] == len(trials) and live <= trials:
@@ -49,3 +64,22 @@ def reconcile(store: Store, *tune_dir: str) -> bool:
         limiter["num_unfinished_live_trials"] = len(limiter["live_trials"])
     store.write_bytes(cloudpickle.dumps(state), *tune_dir, generator)
     return True
+
+
+class _StopOnFailedRestore(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(RESTORE_FAILED):
+            cause = record.exc_info[1] if record.exc_info else None
+            raise PainsearchError(f"Tune could not read the search's saved state ({cause}); the search is left "
+                                  "as it was: rerun with --resume once the results store can be reached.")
+
+
+@contextmanager
+def restore_or_stop() -> Iterator[None]:
+    """Within it, a Tune restore that fails raises instead of starting the search afresh (in this process)."""
+    log, handler = logging.getLogger(TUNE_CONTROLLER_LOG), _StopOnFailedRestore()
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)

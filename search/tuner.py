@@ -229,7 +229,8 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
     started = time.time()
     ctx = context_for(cfg, results, key)
     tuner, restored = _tuner(cfg, store, key, ctx)
-    grid = tuner.fit()
+    with tune_snapshot.restore_or_stop():
+        grid = tuner.fit()
     tuning_seconds = time.time() - started  # the trials alone; choosing and scoring the test split come after
     optuna_store.sync(store, key)
     trials = _trial_rows(list(grid), cfg, store, key)
@@ -241,7 +242,9 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
         "restored": restored, "seconds": None, "tuning_seconds": tuning_seconds,
     }
     if len(ok):
-        best = ok.sort_values(metric_col, ascending=cfg.metric_mode == "min", kind="stable").iloc[0]
+        # ties go to the first trial id, not to Tune's order of results, which a restored search may change: a
+        # search resumed after its other trials' checkpoints were dropped must choose the trial that kept them
+        best = ok.sort_values([metric_col, "trial_id"], ascending=[cfg.metric_mode == "min", True], kind="stable").iloc[0]
         choice = choose(cfg, store, key, ctx, best)
         for other in trials["trial_id"]:  # the rest keep metrics only
             if str(other) != choice["trial_id"]:

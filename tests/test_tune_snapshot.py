@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import optuna
+import pytest
 import ray.cloudpickle as cloudpickle
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
@@ -53,3 +54,40 @@ def test_a_consistent_snapshot_is_left_as_it_is(tmp_path):
     assert not reconcile(open_store(str(tmp_path)), "tune")
     assert (tmp_path / "tune" / f"search_gen_state-{SESSION}.json").read_bytes() == before
     assert not reconcile(open_store(str(tmp_path)), "nothing-here")  # a search Tune never snapshotted
+
+
+def test_a_restore_tune_cannot_read_stops_the_search_unsealed(tiny_shards, ray_local, tmp_path):
+    """Tune, when its restore fails (here its experiment state cannot be parsed; in benchmarks/reliability.py the
+    store could not be reached), starts the search afresh and seals it with the wrong trials. It stops instead,
+    unsealed, and a later resume that can read the state finishes it."""
+    from pipelines.errors import PainsearchError
+    from search import tuner
+    from search.config import load_study_config
+    from search.layout import DONE, TUNE_DIR
+    from search.study import searches, start_study, write_folds
+
+    from conftest import SMOKE
+
+    uri = str(tmp_path / "results")
+    cfg = load_study_config(SMOKE, {
+        "shards": str(tiny_shards), "storage": uri, "models": ["weinet"], "scenarios": ["subject_kfold"],
+        "resources": {"runner": "inline"}, "search": {"trials": 2, "scheduler": "none", "space": {"epochs": [1, 1]}}})
+    store = open_store(uri)
+    start_study(cfg, store, False, print)
+    write_folds(cfg, store)
+    key = searches(cfg)[0]
+    args = (cfg.model_dump(mode="json"), uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})
+    first = tuner.run_search(*args)
+    assert first["status"] == "ok" and first["trials"] == 2
+    store.delete(key.path, DONE)  # as if the driver was killed after Tune's last snapshot
+    tune_dir = (key.path, TUNE_DIR, key.slug)
+    (state,) = [n for n in store.list(*tune_dir) if n.startswith("experiment_state-")]
+    kept = store.read_bytes(*tune_dir, state)
+    store.write_bytes(b"{", *tune_dir, state)  # what Tune cannot read
+    with pytest.raises(PainsearchError, match="could not read the search's saved state"):
+        tuner.run_search(*args)
+    assert not store.exists(key.path, DONE)  # unsealed
+    store.write_bytes(kept, *tune_dir, state)  # the store answers again
+    again = tuner.run_search(*args)
+    assert again["status"] == "ok" and again["trials"] == 2 and again["restored"] is True
+    assert again["best_trial"] == first["best_trial"]  # the same trials, not a search started afresh
