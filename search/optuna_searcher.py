@@ -42,7 +42,8 @@ class ResumableOptunaSearch(OptunaSearch):
         result = result or {}  # Tune passes results flattened: the trial's parameters as `config/<name>`
         taken = {t.number for t in self._ot_trials.values()}
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number not in taken and all(result.get(f"config/{k}") == v for k, v in frozen.params.items()):
+            params = frozen.params  # none when nothing is searched: then nothing tells the trials apart
+            if params and frozen.number not in taken and all(result.get(f"config/{k}") == v for k, v in params.items()):
                 self._ot_trials[trial_id] = Trial(self._ot_study, frozen._trial_id)
                 return True
         return False
