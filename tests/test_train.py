@@ -84,22 +84,28 @@ def test_local_loop_repeats_exactly(arrays, tmp_path):
     assert [r["epoch"] for r in h3] == [2]
 
 
-@pytest.mark.parametrize("augment", [True, False])
-def test_a_kept_model_trains_as_a_fresh_build_would(arrays, augment):
+@pytest.mark.parametrize("network", [
+    {"model": "weinet", "augment": True},  # augmentation's generators, dropout
+    {"model": "weinet", "augment": False},
+    {"model": "resnet50", "augment": True, "weights": "imagenet", "finetune_depth": 0.5},  # as the paper searches it
+], ids=["weinet-augment", "weinet", "resnet50-half-frozen"])
+def test_a_kept_model_trains_as_a_fresh_build_would(arrays, network, standin_weights):
     """An inline trial's actor keeps each network for the search's next trial (`model_cache`): reset, it must
-    train exactly as a fresh build, with augmentation's generators and dropout (weinet) as well."""
+    train exactly as a fresh build: with augmentation's generators and dropout, and a pretrained backbone half
+    frozen (its batch normalisation's statistics among the weights reset)."""
     from pipelines.training import keras_state, model_cache
     from pipelines.training.loop import fit_arrays
 
     train, val = arrays
     small = (train[0][:48], train[1][:48]), (val[0][:24], val[1][:24])
 
-    def trial(lr: float, reuse: bool, model: str = "weinet") -> tuple[list[float], object]:
+    def trial(lr: float, reuse: bool, **other) -> tuple[list[float], object]:
         history: list[float] = []
         before = keras_state.registered_gradients()
+        cfg = train_config({**CFG, **network, "weights_dir": str(standin_weights), "epochs": 2, "learning_rate": lr,
+                            **other})
         try:
-            built = fit_arrays(train_config({**CFG, "model": model, "epochs": 2, "learning_rate": lr, "augment": augment}),
-                               *small, lambda m, _: history.append(m["val_loss"]), reuse_model=reuse)
+            built = fit_arrays(cfg, *small, lambda m, _: history.append(m["val_loss"]), reuse_model=reuse)
         finally:
             keras_state.release(before)  # as the inline runner does after each trial
         return history, built
@@ -109,7 +115,7 @@ def test_a_kept_model_trains_as_a_fresh_build_would(arrays, augment):
     _, first = trial(3e-4, reuse=True)  # kept, after a trial of another learning rate
     again, second = trial(1e-3, reuse=True)
     assert second is first and again == fresh
-    _, other = trial(1e-3, reuse=True, model="alexnet")  # another network replaces it
+    _, other = trial(1e-3, reuse=True, model="alexnet", weights="none", finetune_depth=0.0)  # another network
     assert other is not first and model_cache._KEPT[0].model is other
     model_cache.forget()
 
