@@ -85,14 +85,17 @@ def test_local_loop_repeats_exactly(arrays, tmp_path):
 
 
 @pytest.mark.parametrize("network", [
-    {"model": "weinet", "augment": True},  # augmentation's generators, dropout
+    {"model": "weinet", "augment": True},  # augmentation's generators
     {"model": "weinet", "augment": False},
+    {"model": "songnet", "augment": False},  # dropout's generators, an RMSprop optimizer's slots
+    {"model": "weinet", "augment": False, "mixed_precision": "on"},  # the loss scale the optimizer keeps on a GPU
     {"model": "resnet50", "augment": True, "weights": "imagenet", "finetune_depth": 0.5},  # as the paper searches it
-], ids=["weinet-augment", "weinet", "resnet50-half-frozen"])
+], ids=["weinet-augment", "weinet", "songnet-dropout", "weinet-mixed-precision", "resnet50-half-frozen"])
 def test_a_kept_model_trains_as_a_fresh_build_would(arrays, network, standin_weights):
-    """An inline trial's actor keeps each network for the search's next trial (`model_cache`): reset, it must
-    train exactly as a fresh build: with augmentation's generators and dropout, and a pretrained backbone half
-    frozen (its batch normalisation's statistics among the weights reset)."""
+    """An inline trial's actor keeps each network, compiled, for the search's next trial (`model_cache`): reset,
+    it must train exactly as a fresh build, without tracing its train step again: with augmentation's and
+    dropout's generators, an optimizer's slots and loss scale, and a pretrained backbone half frozen (its batch
+    normalisation's statistics among the weights reset)."""
     from pipelines.training import keras_state, model_cache
     from pipelines.training.loop import fit_arrays
 
@@ -110,11 +113,18 @@ def test_a_kept_model_trains_as_a_fresh_build_would(arrays, network, standin_wei
             keras_state.release(before)  # as the inline runner does after each trial
         return history, built
 
+    def loss_scale(model) -> float | None:
+        return float(model.optimizer.loss_scale) if hasattr(model.optimizer, "loss_scale") else None
+
     model_cache.forget()
-    fresh, _ = trial(1e-3, reuse=False)
+    fresh, fresh_model = trial(1e-3, reuse=False)
     _, first = trial(3e-4, reuse=True)  # kept, after a trial of another learning rate
+    step, traces = first.train_function, first.train_function.experimental_get_tracing_count()
+    if loss_scale(first) is not None:  # as a GPU trial whose gradients overflowed leaves it (tf-keras internals)
+        first.optimizer._loss_scale._current_loss_scale.assign(1.0)
     again, second = trial(1e-3, reuse=True)
-    assert second is first and again == fresh
+    assert second is first and again == fresh and loss_scale(second) == loss_scale(fresh_model)
+    assert second.train_function is step and step.experimental_get_tracing_count() == traces  # not traced again
     _, other = trial(1e-3, reuse=True, model="alexnet", weights="none", finetune_depth=0.0)  # another network
     assert other is not first and model_cache._KEPT[0].model is other
     model_cache.forget()

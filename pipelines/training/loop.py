@@ -25,14 +25,18 @@ from pipelines.training.metrics import classification_metrics
 Report = Callable[[dict[str, Any], "str | None"], None]
 
 
-def optimizer(cfg: TrainConfig):
-    import tf_keras as keras
-
+def optimizer_choice(cfg: TrainConfig) -> tuple[str, float]:
+    """The optimizer's name and learning rate: the run's, else the reference code's for the network."""
     from pipelines.models import get_spec
 
     spec = get_spec(cfg.model)
-    name = cfg.optimizer or spec.optimizer
-    lr = cfg.learning_rate or spec.learning_rate
+    return cfg.optimizer or spec.optimizer, cfg.learning_rate or spec.learning_rate
+
+
+def optimizer(cfg: TrainConfig):
+    import tf_keras as keras
+
+    name, lr = optimizer_choice(cfg)
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
 
 
@@ -50,19 +54,20 @@ def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def compile_model(cfg: TrainConfig, strategy, reuse: bool = False):
-    """The model of `cfg`, built (or with `reuse`, this process's kept one reset: `model_cache`) and compiled
-    inside `strategy`'s scope."""
+    """The model of `cfg`, built and compiled inside `strategy`'s scope (or with `reuse`, this process's kept one
+    reset: `model_cache`)."""
     import tf_keras as keras
 
     from pipelines.models.build import build
 
-    with strategy.scope():
-        model = model_cache.built_model(cfg, lambda: build(
-            cfg.model, n_classes=cfg.n_classes, size=cfg.size, weights=cfg.weights, finetune_depth=cfg.finetune_depth,
-            preprocessing=cfg.preprocessing, augment=cfg.augment, weights_dir=cfg.weights_dir), reuse)
+    def compile(model) -> None:
         model.compile(optimizer=optimizer(cfg), loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    return model
+
+    with strategy.scope():
+        return model_cache.compiled_model(cfg, *optimizer_choice(cfg), lambda: build(
+            cfg.model, n_classes=cfg.n_classes, size=cfg.size, weights=cfg.weights, finetune_depth=cfg.finetune_depth,
+            preprocessing=cfg.preprocessing, augment=cfg.augment, weights_dir=cfg.weights_dir), compile, reuse)
 
 
 def run(

@@ -1,17 +1,21 @@
-"""A built model kept for the next trial of the same network in a long-lived process (an inline trial's reused
-Tune actor), handed out in the state a fresh build would have.
+"""A compiled model kept for the next trial of the same network in a long-lived process (an inline trial's reused
+Tune actor), handed out in the state a fresh build and compile would have.
 
-Building and compiling a network costs a trial as much as a short epoch of the smoke study (timm and
-keras.applications build once and re-initialise as well). A trial of the same network, size, depth and seed gets
-the kept model back with what a fresh build would give it: the initial weights (those of the first build, made
-after the same `set_random_seed`), the initial states of its random layers' generators (augmentation), a new
-optimizer and metrics (`compile`, which also makes Keras trace the train step again, so dropout's seeded ops
-start over as in a fresh trace). A trial on a reused actor trains as it would on a fresh one
-(tests/test_train.py). One model is kept: a trial of another network replaces it.
+Building a network, compiling it and tracing its train step cost a trial as much as a short epoch of the smoke
+study, whatever the number of epochs it then trains (timm and keras.applications build once and re-initialise as
+well). A trial of the same network, size, depth, seed, batch size, optimizer and precision policy gets the kept
+model back with what a fresh build would give it: the initial weights (those of the first build, made after the
+same `set_random_seed`), the initial states of the augmentation layers' generators, its optimizer's initial
+variables (step count, slots, loss scale) with the trial's learning rate, and zeroed metrics. Its traced train step
+is kept: every variable the step reads is reset in place, and dropout's seeded random ops start over when the
+trial's `set_random_seed` clears TensorFlow's kernel cache, as they would in a new trace. A trial on a reused actor
+trains as it would on a fresh one (tests/test_train.py), without tracing again. One model is kept: a trial of
+another network replaces it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +28,17 @@ class _Kept:
     model: Any
     weights: list
     generators: list  # (tf.random.Generator, its state right after the build)
+    optimizer: list  # (optimizer variable, its value before the first step)
 
 
 _KEPT: list[_Kept] = []
 
 
-def _key(cfg: TrainConfig, policy: str) -> tuple:
-    """What the built model depends on (the learning rate, epochs and optimizer do not: `compile` sets them)."""
+def _key(cfg: TrainConfig, policy: str, optimizer: str) -> tuple:
+    """What the compiled model and its traced step depend on (the learning rate and epochs do not: the learning
+    rate is a variable the step reads)."""
     return (cfg.model, cfg.n_classes, cfg.size, cfg.weights, cfg.weights_dir, cfg.finetune_depth, cfg.preprocessing,
-            cfg.augment, cfg.seed, policy)
+            cfg.augment, cfg.seed, policy, optimizer, cfg.batch_size)
 
 
 def _generators(model) -> list:
@@ -48,26 +54,39 @@ def _generators(model) -> list:
     return found
 
 
-def built_model(cfg: TrainConfig, build, reuse: bool):
-    """`build()`'s model, or with `reuse` the kept one of the same key reset to the state `build()` would give."""
+def _optimizer_variables(optimizer) -> list:
+    """Every variable an optimizer updates: its step count and slots, and under mixed precision its dynamic loss
+    scale (tf-keras keeps that apart from `variables`: internals read here only)."""
+    loss_scale = getattr(getattr(optimizer, "_loss_scale", None), "_weights", {})
+    return [*optimizer.variables, *loss_scale.values()]
+
+
+def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build: Callable[[], Any],
+                   compile: Callable[[Any], None], reuse: bool):
+    """`build()`'s model compiled by `compile(model)`, or with `reuse` the kept one of the same key reset to the
+    state those would give it, with `learning_rate`."""
     import tf_keras as keras
 
-    key = _key(cfg, keras.mixed_precision.global_policy().name)
+    key = _key(cfg, keras.mixed_precision.global_policy().name, optimizer)
     if reuse and _KEPT and _KEPT[0].key == key:
         kept = _KEPT[0]
-        # the last trial's traced steps go through Keras's attribute tracking, which `compile` bypasses when it
-        # resets them, so that the model's reference counts would keep every trial's traced graphs alive
-        for name in ("train_function", "test_function", "predict_function", "train_tf_function"):
-            setattr(kept.model, name, None)
         kept.model.set_weights(kept.weights)
         for generator, state in kept.generators:
             generator.state.assign(state)
+        for variable, value in kept.optimizer:
+            variable.assign(value)
+        kept.model.optimizer.learning_rate = learning_rate
+        kept.model.reset_metrics()
         return kept.model
+    _KEPT.clear()
     model = build()
     generators = _generators(model)
-    _KEPT.clear()
+    compile(model)
     if reuse:
-        _KEPT.append(_Kept(key, model, model.get_weights(), generators))
+        # the optimizer's slots exist only after its first step: made now, so that their initial values are known
+        model.optimizer.build(model.trainable_variables)
+        _KEPT.append(_Kept(key, model, model.get_weights(), generators,
+                           [(v, v.numpy()) for v in _optimizer_variables(model.optimizer)]))
     return model
 
 
