@@ -52,18 +52,20 @@ from search.tuner import run_search  # noqa: E402
 LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 1, (256, 192))
 
 
-def curve(uri: str, cfg) -> tuple[list[float], int, float, list[float], list[float]]:
-    """Best-so-far validation F1 by trial (in start order), epochs spent, wall seconds of the search's trials
-    (Tune's run; choosing the best trial and scoring the test split after it cost the same for both methods),
-    and every trial's once-per-trial cost and every later epoch's cost (what each trial's timing and epoch log
-    show: a trial's wall minus its epochs, plus its first epoch's excess over a later one, the step's tracing)."""
+def curve(uri: str, cfg) -> dict:
+    """What one search spent: best-so-far validation F1 by trial (in start order), epochs, the trials' span (from
+    the first trial's loop start to the last epoch's end: what the method changes), Tune's run (the span plus
+    Tune's start and the trial actor's start-up, the same for either method; choosing the best trial and scoring
+    the test split come after it), and every trial's once-per-trial cost and every later epoch's cost (what each
+    trial's timing and epoch log show: a trial's wall minus its epochs, plus its first epoch's excess over a later
+    one)."""
     store = open_store(uri)
     key = searches(cfg)[0]
     trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, TRIALS)), dtype={"trial_id": str})
     done = json.loads(store.read_bytes(key.path, DONE))
     walls = {t["trial_id"]: t["wall_s"] for t in (json.loads(store.read_bytes(key.path, TIMING_DIR, f))
                                                   for f in store.list(key.path, TIMING_DIR))}
-    best, out, epochs, once, per_epoch = -1.0, [], 0, [], []
+    best, out, epochs, once, per_epoch, starts, ends = -1.0, [], 0, [], [], [], []
     for tid in trials["trial_id"]:  # Tune lists trials in the order they were created
         rows = read_epochs(uri, key.of(TRAIN_DIR, tid))
         epochs += len(rows)
@@ -72,11 +74,14 @@ def curve(uri: str, cfg) -> tuple[list[float], int, float, list[float], list[flo
         cost = [r["time_fit_s"] + r["time_eval_s"] for r in rows]
         if not cost:
             continue
+        starts.append(rows[0]["time"] - rows[0]["time_since_start_s"])
+        ends.append(rows[-1]["time"])
         later = float(np.median(cost[1:])) if len(cost) > 1 else cost[0]
         per_epoch += cost[1:]
         if tid in walls:
             once.append(walls[tid] - sum(cost) + cost[0] - later)
-    return out, epochs, done["tuning_seconds"], once, per_epoch
+    return {"best": out, "epochs": epochs, "span": max(ends) - min(starts), "tune": done["tuning_seconds"],
+            "once": once, "per_epoch": per_epoch}
 
 
 def main() -> None:
@@ -116,11 +121,10 @@ def main() -> None:
             done = ray.get(ray.remote(num_cpus=0)(run_search).remote(
                 cfg.model_dump(mode="json"), uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold}))
             print(done, flush=True)
-            best, epochs, tuning, once, per_epoch = curve(uri, cfg)
-            results[name].append((best, epochs, tuning, time.perf_counter() - t0, once, per_epoch))
+            results[name].append({**curve(uri, cfg), "search": time.perf_counter() - t0})
 
     def mean_curve(runs) -> np.ndarray:
-        return np.mean([r[0] for r in runs], axis=0)
+        return np.mean([r["best"] for r in runs], axis=0)
 
     lines = [
         machine(),
@@ -133,36 +137,44 @@ def main() -> None:
         "Best validation macro F1 after k trials" + (f" (mean of {args.seeds} seeds)" if args.seeds > 1 else "") + ":",
         "",
         "| method | " + " | ".join(f"k={k}" for k in range(1, args.trials + 1))
-        + " | epochs spent | trials' wall | whole search |",
-        "|---|" + "---|" * (args.trials + 3),
+        + " | epochs spent | trials | Tune's run | whole search |",
+        "|---|" + "---|" * (args.trials + 4),
     ]
-    mean = lambda runs, i: float(np.mean([r[i] for r in runs]))  # noqa: E731
+    mean = lambda runs, k: float(np.mean([r[k] for r in runs]))  # noqa: E731
     for name, runs in results.items():
         c = mean_curve(runs)
-        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in c)
-                     + f" | {mean(runs, 1):.0f} | {mean(runs, 2):.0f} s | {mean(runs, 3):.0f} s |")
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in c) + f" | {mean(runs, 'epochs'):.0f} | "
+                     f"{mean(runs, 'span'):.0f} s | {mean(runs, 'tune'):.0f} s | {mean(runs, 'search'):.0f} s |")
     a, r = results["TPE + ASHA"], results["random"]
-    epoch_ratio, wall_ratio = mean(a, 1) / mean(r, 1), mean(a, 2) / mean(r, 2)
+    ratio = {k: mean(a, k) / mean(r, k) for k in ("epochs", "span", "tune", "search")}
+    start = float(np.mean([x["tune"] - x["span"] for runs in results.values() for x in runs]))
     lines += ["", f"With the same {args.trials} trials, TPE + ASHA reached {mean_curve(a)[-1]:.3f} against random "
-              f"search's {mean_curve(r)[-1]:.3f}, spending {epoch_ratio:.2f}x the epochs in {wall_ratio:.2f}x the wall "
-              f"time of the trials (Tune's run); the whole search, with choosing the best trial and scoring the test "
-              f"split, which do not depend on the method, took {mean(a, 3) / mean(r, 3):.2f}x."]
-    once = float(np.median([c for runs in results.values() for run in runs for c in run[4]]))
-    epoch = float(np.median([c for runs in results.values() for run in runs for c in run[5]]))
-    model = (args.trials * once + mean(a, 1) * epoch) / (args.trials * once + mean(r, 1) * epoch)
-    lines += ["", f"Each trial pays a cost once, however many epochs it runs (its model built, its training step traced, "
-              f"its model released): median {once:.2f} s here, against {epoch:.2f} s for each further epoch (fit and "
+              f"search's {mean_curve(r)[-1]:.3f}, spending {ratio['epochs']:.2f}x the epochs in {ratio['span']:.2f}x "
+              f"the wall time of the trials (from the first trial's start to the last trial's end, what the method "
+              f"changes); {ratio['span'] - ratio['epochs']:+.2f} from the epoch ratio.",
+              "",
+              f"Tune's run took {ratio['tune']:.2f}x: it adds {start:.1f} s per search (mean) before the first trial "
+              f"trains, the same for either method (Tune's start, and the trial actor's process with its imports and "
+              f"TensorFlow, loaded once for all the search's trials). The whole search, with choosing the best trial "
+              f"and scoring the test split after it, took {ratio['search']:.2f}x."]
+    once = float(np.median([c for runs in results.values() for run in runs for c in run["once"]]))
+    epoch = float(np.median([c for runs in results.values() for run in runs for c in run["per_epoch"]]))
+    model = (args.trials * once + mean(a, "epochs") * epoch) / (args.trials * once + mean(r, "epochs") * epoch)
+    lines += ["", f"Each trial pays a cost once, however many epochs it runs (its kept model reset, its first step, "
+              f"its results written, its Keras state released; the actor's first trial also builds the model and "
+              f"traces its step): median {once:.2f} s here, against {epoch:.2f} s for each further epoch (fit and "
               f"validation), so a trial ASHA stops at 2 epochs pays it as fully as one that runs 10; from those two "
               f"figures and the epochs each method spent, the trials' wall-time ratio would be {model:.2f}x. The "
-              f"trials' wall times measured here differ from that by {abs(wall_ratio - model):.2f} (this machine is "
+              f"trials' wall times measured here differ from that by {abs(ratio['span'] - model):.2f} (this machine is "
               "shared, and the two methods' trials differ in length)."]
     block = "\n".join(lines)
     print(block)
     write_block(args.out, "search_efficiency", "Search efficiency (TPE + ASHA against random)", block)
     save_results("search_efficiency", {
-        "epochs": {k: float(np.mean([x[1] for x in v])) for k, v in results.items()},
-        "wall_s": {k: float(np.mean([x[2] for x in v])) for k, v in results.items()},
-        "search_s": {k: float(np.mean([x[3] for x in v])) for k, v in results.items()},
+        "epochs": {k: mean(v, "epochs") for k, v in results.items()},
+        "trials_s": {k: mean(v, "span") for k, v in results.items()},
+        "tune_s": {k: mean(v, "tune") for k, v in results.items()},
+        "search_s": {k: mean(v, "search") for k, v in results.items()},
         "max_epochs": 10, "trials": args.trials})
 
 

@@ -9,7 +9,8 @@ from what the trials themselves recorded (timing/*.json and the per-epoch metric
                     start-up (controller, workers, their TensorFlow import, placement) and teardown; for
                     inline the fold's images (read and decoded once per actor) and, on a fresh actor, the
                     TensorFlow import
-  model build       the loop before its first epoch: strategy, model build and compile
+  model build       the loop before its first epoch: strategy, model build and compile (inline: the kept
+                    model's reset after the actor's first trial)
   fit               Keras `fit` (what the trial is for)
   eval + report     scoring the validation split, the checkpoint and the report after each epoch
 
@@ -158,7 +159,8 @@ def main() -> None:
         "Overhead is what a trial costs besides training: under ray_train each trial starts a Ray Train run (its "
         "controller, a worker that imports TensorFlow, a synchronization actor, a placement-group cleaner), which is a "
         "fixed cost per trial; inline, the trial's Tune actor keeps TensorFlow, the model code, the fold's decoded "
-        "images and the built network (reset for each trial) from one trial to the next. On a GPU node an epoch of PAIN-DB takes seconds and a trial tens of "
+        "images and the compiled network with its traced train step (reset in place for each trial) from one trial to the "
+        "next. On a GPU node an epoch of PAIN-DB takes seconds and a trial tens of "
         "epochs, so the fixed cost matters most where ASHA stops trials after a few epochs.")
     block = "\n".join(lines)
     print(block)
