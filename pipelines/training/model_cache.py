@@ -28,7 +28,7 @@ class _Kept:
     model: Any
     weights: list
     generators: list  # (tf.random.Generator, its state right after the build)
-    optimizer: list  # (optimizer variable, its value before the first step)
+    loss_scale: list  # (loss-scale variable, its initial value): none unless mixed precision
 
 
 _KEPT: list[_Kept] = []
@@ -54,11 +54,23 @@ def _generators(model) -> list:
     return found
 
 
-def _optimizer_variables(optimizer) -> list:
-    """Every variable an optimizer updates: its step count and slots, and under mixed precision its dynamic loss
-    scale (tf-keras keeps that apart from `variables`: internals read here only)."""
-    loss_scale = getattr(getattr(optimizer, "_loss_scale", None), "_weights", {})
-    return [*optimizer.variables, *loss_scale.values()]
+def _loss_scale(optimizer) -> list:
+    """Under mixed precision, the optimizer's dynamic loss scale and its count of good steps, with their initial
+    values (tf-keras keeps them apart from the optimizer's `variables`: internals read here only)."""
+    variables = getattr(getattr(optimizer, "_loss_scale", None), "_weights", {}).values()
+    return [(v, v.numpy()) for v in variables]
+
+
+def _reset_optimizer(optimizer, loss_scale: list, learning_rate: float) -> None:
+    """The optimizer as before its first step: the optimizers painsearch offers (`pipelines.training.loop`: Adam,
+    RMSprop, SGD) start their step count and every slot at zero; the loss scale at its initial value."""
+    import tensorflow as tf
+
+    for variable in optimizer.variables:
+        variable.assign(tf.zeros_like(variable))
+    for variable, value in loss_scale:
+        variable.assign(value)
+    optimizer.learning_rate = learning_rate
 
 
 def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build: Callable[[], Any],
@@ -73,9 +85,7 @@ def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build
         kept.model.set_weights(kept.weights)
         for generator, state in kept.generators:
             generator.state.assign(state)
-        for variable, value in kept.optimizer:
-            variable.assign(value)
-        kept.model.optimizer.learning_rate = learning_rate
+        _reset_optimizer(kept.model.optimizer, kept.loss_scale, learning_rate)
         kept.model.reset_metrics()
         return kept.model
     _KEPT.clear()
@@ -83,10 +93,7 @@ def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build
     generators = _generators(model)
     compile(model)
     if reuse:
-        # the optimizer's slots exist only after its first step: made now, so that their initial values are known
-        model.optimizer.build(model.trainable_variables)
-        _KEPT.append(_Kept(key, model, model.get_weights(), generators,
-                           [(v, v.numpy()) for v in _optimizer_variables(model.optimizer)]))
+        _KEPT.append(_Kept(key, model, model.get_weights(), generators, _loss_scale(model.optimizer)))
     return model
 
 
