@@ -130,6 +130,24 @@ def test_a_kept_model_trains_as_a_fresh_build_would(arrays, network, standin_wei
     model_cache.forget()
 
 
+def test_a_kept_models_traced_pass_scores_as_direct_calls(arrays):
+    """A kept model scores through its traced pass, the last batch padded to the batch size: the same
+    probabilities as calling the model directly, one row per image."""
+    from pipelines.bootstrap import tensorflow
+    from pipelines.training import model_cache
+    from pipelines.training.loop import compile_model, predict
+
+    x = arrays[1][0][:13]
+    model_cache.forget()
+    model = compile_model(train_config(CFG), tensorflow().distribute.get_strategy(), reuse=True)
+    assert model_cache.inference(model) is not None
+    direct = model(x, training=False).numpy()
+    assert predict(model, x, 8).shape == (13, 2)
+    np.testing.assert_allclose(predict(model, x, 8), direct, rtol=1e-5, atol=1e-6)
+    model_cache.forget()
+    assert model_cache.inference(model) is None  # a model not kept is called directly
+
+
 def test_local_loop_learns(arrays):
     train, val = arrays
     _, history = fit_local(train_config(CFG), train, val)

@@ -48,8 +48,19 @@ def gpus() -> list:
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Direct calls, not `predict`: each worker scores the whole set with no collective ops."""
-    outs = [model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+    """Direct calls, not `predict`: each worker scores the whole set with no collective ops. A kept model runs its
+    kept traced pass (`model_cache.inference`) on batches of one size, the last one padded and its padding dropped."""
+    forward = model_cache.inference(model)
+    outs = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size]
+        if forward is None:
+            outs.append(model(batch, training=False).numpy())
+            continue
+        pad = batch_size - len(batch)
+        if pad:
+            batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
+        outs.append(forward(batch).numpy()[: batch_size - pad])
     return np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
 
 
