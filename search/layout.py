@@ -12,7 +12,8 @@ Writers (search/) and readers (analysis/, benchmarks/) both use these names; not
     train/<trial_id>/checkpoint_*/   the chosen trial's kept checkpoints only (its best epoch and its last)
     attempts/<trial_id>-<n>.json     each failed attempt of a trial: error, kind (error, out_of_memory)
     timing/<trial_id>-<n>.json       wall, set-up and `fit` time of each finished run of a trial (n counts reruns)
-    trials.csv                       one row per trial: hyperparameters, best validation score and epoch, status
+    trials.csv                       one row per trial: Tune's number for it, hyperparameters, best validation
+                                     score and epoch, status
     best/chosen.h5                   the chosen trial's weights at its best validation epoch
     best/refit.h5                    with `study.refit`: the chosen settings retrained on training + validation
     best/trial.json                  the choice: trial, epoch, settings, which weights scored the test split

@@ -156,6 +156,15 @@ def _trial_id(result) -> str:
     return found or re.search(r"_([0-9a-f]{8})_\d+_", result.path.rsplit("/", 1)[-1]).group(1)
 
 
+def _trial_number(result, trial_id: str) -> int:
+    """The order in which Tune created the trial (the `<n>` of its folder's name, `trial_<search>_<id>_<n>_...`):
+    the same in every run of a seeded search and after a restore, unlike the random trial ids."""
+    import re
+
+    found = re.search(rf"_{trial_id}_(\d+)_", result.path.rsplit("/", 1)[-1])
+    return int(found.group(1)) if found else 0
+
+
 def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.DataFrame:
     """One row per trial. Scores come from the epochs the trial's run logged in the store, the record that
     survives a kill, not from Tune's, which a restarted trial may have missed an epoch of."""
@@ -170,7 +179,8 @@ def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.D
         score, epoch = best_epoch(df, metric, mode)
         fails = attempts.get(trial_id, [])
         rows.append({
-            "trial_id": trial_id, "status": "failed" if r.error else "ok", **params_of(r.config or {}),
+            "trial_id": trial_id, "trial_number": _trial_number(r, trial_id), "status": "failed" if r.error else "ok",
+            **params_of(r.config or {}),
             "epochs_run": int(df["epoch"].max() + 1) if "epoch" in df.columns and len(df) else 0,
             f"best_{metric}": score, "best_epoch": epoch, "failed_attempts": len(fails),
             # an attempt the trial could not record itself (its process died) is classed from Ray's own error
@@ -216,6 +226,15 @@ def choose(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext, be
     return choice
 
 
+def best_trial(trials: pd.DataFrame, metric_col: str, mode: str) -> pd.Series:
+    """The row of the best-scoring trial. Ties go to the trial Tune created first, not to Tune's order of results,
+    which a restored search may change (a search resumed after its other trials' checkpoints were dropped must
+    choose the trial that kept them), nor to the trial ids, which are random: a seeded search that ties chooses the
+    same trial in every run."""
+    return trials.sort_values([metric_col, "trial_number", "trial_id"], ascending=[mode == "min", True, True],
+                              kind="stable").iloc[0]
+
+
 def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any]) -> dict[str, Any]:
     """Run (or continue) one search to its end; return what `done.json` says. Runs as a Ray task."""
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_PERIOD_S
@@ -242,9 +261,7 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
         "restored": restored, "seconds": None, "tuning_seconds": tuning_seconds,
     }
     if len(ok):
-        # ties go to the first trial id, not to Tune's order of results, which a restored search may change: a
-        # search resumed after its other trials' checkpoints were dropped must choose the trial that kept them
-        best = ok.sort_values([metric_col, "trial_id"], ascending=[cfg.metric_mode == "min", True], kind="stable").iloc[0]
+        best = best_trial(ok, metric_col, cfg.metric_mode)
         choice = choose(cfg, store, key, ctx, best)
         for other in trials["trial_id"]:  # the rest keep metrics only
             if str(other) != choice["trial_id"]:

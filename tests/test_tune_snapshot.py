@@ -91,3 +91,16 @@ def test_a_restore_tune_cannot_read_stops_the_search_unsealed(tiny_shards, ray_l
     again = tuner.run_search(*args)
     assert again["status"] == "ok" and again["trials"] == 2 and again["restored"] is True
     assert again["best_trial"] == first["best_trial"]  # the same trials, not a search started afresh
+
+
+def test_tied_trials_go_to_the_one_tune_created_first():
+    """A seeded search whose trials tie (a network that learns nothing scores the same every time) chooses the same
+    trial in every run: the first Tune created, whatever its random id; otherwise the best score."""
+    import pandas as pd
+
+    from search.tuner import best_trial
+
+    trials = pd.DataFrame({"trial_id": ["0a0a0a0a", "ffff0000", "00ff00ff"], "trial_number": [3, 1, 2],
+                           "best_val_f1_macro": [0.333, 0.333, 0.333], "best_val_loss": [0.7, 0.7, 0.6]})
+    assert best_trial(trials, "best_val_f1_macro", "max")["trial_id"] == "ffff0000"
+    assert best_trial(trials, "best_val_loss", "min")["trial_id"] == "00ff00ff"
