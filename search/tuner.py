@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import time
 from typing import Any
 
@@ -147,22 +149,16 @@ def best_epoch(epochs: pd.DataFrame, metric: str, mode: str) -> tuple[float | No
     return float(epochs.loc[at, metric]), int(epochs.loc[at, "epoch"])
 
 
-def _trial_id(result) -> str:
-    """A Tune result's trial id: in its metrics, or (a trial that never reported) in its folder's name,
-    `trial_<search>_<id>_<n>_<params>_<date>`."""
-    import re
-
-    found = (result.metrics or {}).get("trial_id")
-    return found or re.search(r"_([0-9a-f]{8})_\d+_", result.path.rsplit("/", 1)[-1]).group(1)
+# A trial's folder, as Tune names it: `trial_<search>_<id>_<n>_<params>_<date>`, `<n>` the order Tune created it in
+TRIAL_FOLDER = re.compile(r"_([0-9a-f]{8})_(\d+)_")
 
 
-def _trial_number(result, trial_id: str) -> int:
-    """The order in which Tune created the trial (the `<n>` of its folder's name, `trial_<search>_<id>_<n>_...`):
-    the same in every run of a seeded search and after a restore, unlike the random trial ids."""
-    import re
-
-    found = re.search(rf"_{trial_id}_(\d+)_", result.path.rsplit("/", 1)[-1])
-    return int(found.group(1)) if found else 0
+def _trial_id_and_number(result) -> tuple[str, int]:
+    """A Tune result's trial id (in its metrics, or for a trial that never reported in its folder's name) and the
+    order in which Tune created the trial: the same in every run of a seeded search and after a restore, unlike the
+    random ids (a folder Tune named otherwise sorts last)."""
+    found = TRIAL_FOLDER.search(result.path.rsplit("/", 1)[-1])
+    return (result.metrics or {}).get("trial_id") or found.group(1), int(found.group(2)) if found else sys.maxsize
 
 
 def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.DataFrame:
@@ -174,12 +170,12 @@ def _trial_rows(results, cfg: StudyConfig, store: Store, key: SearchKey) -> pd.D
     attempts = _attempts(store, key)
     rows = []
     for r in results:
-        trial_id = _trial_id(r)
+        trial_id, number = _trial_id_and_number(r)
         df = pd.DataFrame(read_epochs(store.uri, key.of(TRAIN_DIR, trial_id)))
         score, epoch = best_epoch(df, metric, mode)
         fails = attempts.get(trial_id, [])
         rows.append({
-            "trial_id": trial_id, "trial_number": _trial_number(r, trial_id), "status": "failed" if r.error else "ok",
+            "trial_id": trial_id, "trial_number": number, "status": "failed" if r.error else "ok",
             **params_of(r.config or {}),
             "epochs_run": int(df["epoch"].max() + 1) if "epoch" in df.columns and len(df) else 0,
             f"best_{metric}": score, "best_epoch": epoch, "failed_attempts": len(fails),

@@ -1,16 +1,16 @@
 """A compiled model kept for the next trial of the same network in a long-lived process (an inline trial's reused Tune
 actor), handed out in the state a fresh build and compile would have.
 
-Building a network, compiling it and tracing
-its train step cost a trial as much as a short epoch of the smoke study, whatever the number of epochs it then
-trains (timm and keras.applications build once and re-initialise as well). A trial of the same network, size, depth,
-seed, batch size, optimizer and precision policy gets the kept model back with what a fresh build would give it: the
-initial weights (those of the first build, made after the same `set_random_seed`), the initial states of the
-augmentation layers' generators, its optimizer's initial variables (step count, slots, loss scale) with the trial's
-learning rate, and zeroed metrics. Its traced train step (and inference pass, `inference`) is kept: every variable
-the step reads is reset in place, and dropout's seeded random ops start over when the trial's `set_random_seed`
-clears TensorFlow's kernel cache, as they would in a new trace. A trial on a reused actor trains as it would on a
-fresh one (tests/test_train.py), without tracing again. One model is kept: a trial of another network replaces it.
+Building a network, compiling it and tracing its train step cost a trial as much as a short epoch of the smoke
+study, whatever the number of epochs it then trains (timm and keras.applications build once and re-initialise as
+well). A trial of the same network, size, depth, seed, batch size, optimizer and precision policy gets the kept
+model back with what a fresh build would give it: the initial weights (those of the first build, made after the same
+`set_random_seed`), the initial states of the augmentation layers' generators, its optimizer's initial variables
+(step count, slots, loss scale) with the trial's learning rate, and zeroed metrics. Its traced train step (and
+inference pass, `inference`) is kept: every variable the step reads is reset in place, and dropout's seeded random
+ops start over when the trial's `set_random_seed` clears TensorFlow's kernel cache, as they would in a new trace. A
+trial on a reused actor trains as it would on a fresh one (tests/test_train.py), without tracing again. One model is
+kept: a trial of another network replaces it.
 """
 
 from __future__ import annotations
