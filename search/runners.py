@@ -128,9 +128,9 @@ class CheckpointKeeper:
 
     def add(self, saved: str, epoch: int, rank: int) -> None:
         folder = checkpoint_name(epoch)
-        # the state last: a folder with it is whole (`kept_states`)
+        # the state last: a folder with it is whole (`kept_states`); the files are moved, not copied
         for f in sorted(Path(saved).iterdir(), key=lambda f: f.name == checkpoint.STATE_FILE):
-            self.store.write_bytes(f.read_bytes(), self.run, folder, f.name)
+            self.store.move_file(f, self.run, folder, f.name)
         self.kept[folder] = (epoch, rank)
         latest = max(self.kept, key=lambda d: self.kept[d][0])
         best = max(self.kept, key=lambda d: self.kept[d][1])

@@ -68,7 +68,7 @@ def refit(context: dict[str, Any], train: dict[str, Any], epochs: int) -> str:
     def report(metrics: dict[str, Any], saved: str | None) -> None:
         write_epoch(store, ctx.key.of(REFIT_DIR), metrics)
         if saved and metrics["epoch"] == epochs - 1:
-            store.write_bytes((Path(saved) / WEIGHTS_FILE).read_bytes(), target)
+            store.move_file(Path(saved) / WEIGHTS_FILE, target)
 
     fit_arrays(cfg, (x, y), None, report)
     return target

@@ -117,3 +117,15 @@ def test_an_s3_searchs_optuna_journal_starts_fresh_and_resumes_from_the_store(s3
     assert run_trials(1, sync=False) == 4  # killed before this trial reached the store
     optuna_store.begin(store, key, resumed=True)  # resumed on the same node: its newer copy goes on
     assert run_trials(0) == 4
+
+
+def test_a_file_moved_into_an_s3_store_arrives_whole(s3_env, tmp_path):
+    """`Store.move_file` (how a checkpoint reaches the store) streams a local file to S3 and removes it."""
+    store = open_store("s3://painsearch/moved")
+    local = tmp_path / "model.h5"
+    data = bytes(range(256)) * 40_000  # 10 MB: more than one part of a multipart upload
+    local.write_bytes(data)
+    store.move_file(local, "run", "checkpoint_000000", "model.h5")
+    assert not local.exists()
+    assert store.read_bytes("run", "checkpoint_000000", "model.h5") == data
+    assert store.list("run", "checkpoint_000000") == ["model.h5"]

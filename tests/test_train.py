@@ -294,6 +294,34 @@ def test_an_inline_run_keeps_its_best_and_latest_checkpoints(tmp_path):
     assert CheckpointKeeper(store, "run").kept == keeper.kept  # a restarted trial knows what it kept
 
 
+def test_a_checkpoint_is_moved_into_the_store_not_copied(tmp_path):
+    """A checkpoint's files reach a local store by a rename (the same file, not a second write of its bytes); from
+    another filesystem (/dev/shm's tmpfs here) they are copied whole, and the saved file is gone either way."""
+    import os
+    import tempfile
+
+    from pipelines.storage import open_store
+    from search.runners import CheckpointKeeper, checkpoint_name
+
+    store = open_store(str(tmp_path / "store"))
+    keeper = CheckpointKeeper(store, "run")
+    saved = tmp_path / "e0"
+    saved.mkdir()
+    (saved / "model.h5").write_bytes(b"w" * 100_000)
+    (saved / "state.json").write_text(json.dumps({"epoch": 0, "best_epoch": 0}))
+    inode = os.stat(saved / "model.h5").st_ino
+    keeper.add(str(saved), 0, 0)
+    assert os.stat(store.path("run", checkpoint_name(0), "model.h5")).st_ino == inode
+    assert not list(saved.iterdir())
+    if os.path.isdir("/dev/shm") and os.stat("/dev/shm").st_dev != os.stat(tmp_path).st_dev:
+        with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+            (Path(other) / "model.h5").write_bytes(b"v" * 100_000)
+            store.move_file(Path(other) / "model.h5", "run", "elsewhere", "model.h5")
+            assert not (Path(other) / "model.h5").exists()
+        assert store.read_bytes("run", "elsewhere", "model.h5") == b"v" * 100_000
+        assert store.list("run", "elsewhere") == ["model.h5"]  # no temporary file left beside it
+
+
 def test_a_checkpoint_a_kill_cut_short_is_not_resumed_from(tmp_path):
     """A kill part way through writing a checkpoint leaves a folder without its weights or its state, or a whole
     checkpoint of an epoch whose metrics were never logged: a restarted trial continues from the epoch before."""

@@ -10,6 +10,7 @@ instead of failing its trials.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -77,6 +78,32 @@ class Store:
                     f.write(data)
 
         self._call(write, "write", patience)
+
+    def move_file(self, local: str | os.PathLike, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> None:
+        """A local file put in the store as atomically as `write_bytes`, without reading it into memory: renamed
+        into place on a local store (a checkpoint's weights are tens to hundreds of MB a save); copied first, then
+        renamed, from another filesystem; streamed to S3 (an object appears whole). `local` is gone afterwards."""
+        target = self.path(*parts)
+        parent = target.rsplit("/", 1)[0]
+        source = pafs.LocalFileSystem()
+
+        def move() -> None:
+            if not self.is_s3:
+                self.fs.create_dir(parent, recursive=True)
+                try:
+                    os.replace(local, target)  # one filesystem: the rename is the whole write
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}"
+                pafs.copy_files(os.fspath(local), tmp, source_filesystem=source, destination_filesystem=self.fs)
+                self.fs.move(tmp, target)
+            else:
+                pafs.copy_files(os.fspath(local), target, source_filesystem=source, destination_filesystem=self.fs)
+            os.remove(local)
+
+        self._call(move, "write", patience)
 
     def list(self, *parts: str) -> list[str]:
         """Names of the files directly below a folder (none if it does not exist)."""
