@@ -144,6 +144,8 @@ def test_a_kept_models_traced_pass_scores_as_direct_calls(arrays):
     direct = model(x, training=False).numpy()
     assert predict(model, x, 8).shape == (13, 2)
     np.testing.assert_allclose(predict(model, x, 8), direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict(model, x, 5), direct, rtol=1e-5, atol=1e-6)
+    assert model_cache.inference(model).experimental_get_tracing_count() == 1
     model_cache.forget()
     assert model_cache.inference(model) is None  # a model not kept is called directly
 

@@ -49,18 +49,11 @@ def gpus() -> list:
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Direct calls, not `predict`: each worker scores the whole set with no collective ops. A kept model runs its
-    kept traced pass (`model_cache.inference`) on batches of one size, the last one padded and its padding dropped."""
+    kept traced pass (`model_cache.inference`)."""
     forward = model_cache.inference(model)
-    outs = []
-    for i in range(0, len(x), batch_size):
-        batch = x[i : i + batch_size]
-        if forward is None:
-            outs.append(model(batch, training=False).numpy())
-            continue
-        pad = batch_size - len(batch)
-        if pad:
-            batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
-        outs.append(forward(batch).numpy()[: batch_size - pad])
+    if forward is None:
+        forward = lambda batch: model(batch, training=False)  # noqa: E731
+    outs = [forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
 
 

@@ -101,15 +101,16 @@ def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build
 def inference(model):
     """For a kept model, its forward pass in inference mode traced once and kept with it, so that scoring a
     trial's validation split each epoch does not run the network op by op; None for any other model (called
-    directly: a model used once gains nothing from a trace). It takes batches of one size: `loop.predict` pads
-    the last one."""
+    directly: a model used once gains nothing from a trace). It takes float32 batches of any size (the batch
+    dimension is left open in the trace), so the last, shorter batch neither traces again nor needs padding."""
     if not (_KEPT and _KEPT[0].model is model):
         return None
     kept = _KEPT[0]
     if kept.forward is None:
         import tensorflow as tf
 
-        kept.forward = tf.function(lambda x: model(x, training=False))
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        kept.forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     return kept.forward
 
 
