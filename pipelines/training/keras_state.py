@@ -26,7 +26,11 @@ def registered_gradients() -> frozenset[str]:
 
 def release(before: frozenset[str]) -> None:
     """Drop Keras's graph and layers, the gradients registered since `before`, then the freed heap, which glibc
-    keeps mapped (and resident) until asked to give it back."""
+    keeps mapped (and resident) until asked to give it back.
+
+    What survives the collection (the kept model, `pipelines.training.model_cache`) is frozen out of the collector's
+    way, as the actor's imports are at its start: each later collection scans only what the trials since made.
+    A kept model that is replaced unfreezes it all (`thaw`), so that its graphs can go at the next release."""
     import tf_keras as keras
 
     keras.backend.clear_session()
@@ -34,7 +38,13 @@ def release(before: frozenset[str]) -> None:
     for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
         del registry[name]
     gc.collect()
+    gc.freeze()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the allocator keeps its own policy
         pass
+
+
+def thaw() -> None:
+    """Hand everything frozen back to the collector: what was kept between trials is about to be dropped."""
+    gc.unfreeze()

@@ -89,7 +89,7 @@ def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build
         _reset_optimizer(kept.model.optimizer, kept.loss_scale, learning_rate)
         kept.model.reset_metrics()
         return kept.model
-    _KEPT.clear()
+    forget()
     model = build()
     generators = _generators(model)
     compile(model)
@@ -115,5 +115,10 @@ def inference(model):
 
 
 def forget() -> None:
-    """Drop the kept model (a test, or a process that trains no more)."""
-    _KEPT.clear()
+    """Drop the kept model (replaced by another, or in a test), which `keras_state.release` froze out of the
+    collector's way: its graphs hold reference cycles that only a collection frees."""
+    from pipelines.training import keras_state
+
+    if _KEPT:
+        _KEPT.clear()
+        keras_state.thaw()
