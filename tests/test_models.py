@@ -124,6 +124,38 @@ def test_frozen_batchnorm_uses_its_moving_statistics():
     assert np.allclose(model(x, training=True).numpy(), model(x, training=False).numpy(), atol=1e-5)
 
 
+def test_augmentation_draws_as_a_sequential_and_is_traced_once_per_build(monkeypatch):
+    """The augmentation layer gives the draws a `keras.Sequential` of the same steps gives under the same seed (a
+    trial trains as it did), inactive at inference, with no weights; building a model traces each step once, where
+    a Sequential traces it twice (most of building a small network: tests of speed live in benchmarks/)."""
+    import tf_keras as keras
+    from tf_keras import layers
+
+    from pipelines.bootstrap import tensorflow
+    from pipelines.models.build import Augment
+
+    tf = tensorflow()
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+
+    def draws(block):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((32, 32, 3))
+        model = keras.Model(inputs, block()(inputs))
+        step = tf.function(lambda t: model(t, training=True))
+        return [step(x).numpy(), step(x).numpy()], model
+
+    ours, model = draws(lambda: Augment(name="augment"))
+    theirs, _ = draws(lambda: keras.Sequential(Augment().steps, name="augment"))
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)) and not np.array_equal(ours[0], x)
+    assert np.array_equal(model(x, training=False).numpy(), x) and model.weights == []
+    calls = []
+    original = layers.RandomRotation.call
+    monkeypatch.setattr(layers.RandomRotation, "call", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    build("weinet", size=32, augment=True)
+    assert len(calls) == 1
+    keras.backend.clear_session()
+
+
 def test_preprocessing_choice():
     app = build("vgg16", size=32)
     rescale = build("vgg16", size=32, preprocessing="rescale")

@@ -32,14 +32,30 @@ def resolve(ref: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def augmentation() -> keras.Sequential:
-    """The reference code's augmentation; white fill matches the removed background. Inactive at inference."""
-    return keras.Sequential([
-        layers.RandomFlip("horizontal"),
-        layers.RandomRotation(0.03, fill_mode="constant", fill_value=255.0),
-        layers.RandomTranslation(0.05, 0.05, fill_mode="constant", fill_value=255.0),
-        layers.RandomContrast(0.1),
-    ], name="augment")
+class Augment(layers.Layer):
+    """The reference code's augmentation; white fill matches the removed background. Inactive at inference.
+
+    One layer that calls its steps in turn, as `keras.Sequential` would, but built in one symbolic pass where a
+    Sequential without an input shape takes two (its own graph, then the call); tracing the random image ops is
+    most of building a small network. It holds no weights."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.steps = [
+            layers.RandomFlip("horizontal"),
+            layers.RandomRotation(0.03, fill_mode="constant", fill_value=255.0),
+            layers.RandomTranslation(0.05, 0.05, fill_mode="constant", fill_value=255.0),
+            layers.RandomContrast(0.1),
+        ]
+
+    def call(self, inputs, training=None):
+        for step in self.steps:
+            inputs = step(inputs, training=training)
+        return inputs
+
+
+def augmentation() -> Augment:
+    return Augment(name="augment")
 
 
 def frozen_layers(backbone: keras.Model, finetune_depth: float) -> int:
