@@ -6,13 +6,16 @@ the loop in the trial's reused Tune actor), alternated when repeated, and splits
 from what the trials themselves recorded (timing/*.json and the per-epoch metrics):
 
   before the loop   the trial function before the Keras loop starts: for ray_train the Ray Train run's
-                    start-up (controller, workers, their TensorFlow import, placement) and teardown; for
-                    inline the fold's images (read and decoded once per actor) and, on a fresh actor, the
-                    TensorFlow import
+                    start-up (controller, workers, their TensorFlow import, placement); for inline the fold's
+                    images (read and decoded once per actor); not the TensorFlow import of a fresh inline
+                    actor, which is the actor's start-up (reported apart)
   model build       the loop before its first epoch: strategy, model build and compile (inline: the kept
                     model's reset after the actor's first trial)
   fit               Keras `fit` (what the trial is for)
-  eval + report     scoring the validation split, the checkpoint and the report after each epoch
+  eval + report     scoring the validation split after each epoch, and each epoch's checkpoint and report
+                    but the last's
+  after the loop    the last epoch's checkpoint and report, then the end of the run (inline: Keras's state
+                    released; ray_train: the Ray Train run's teardown)
 
 Writes medians and spread to BENCHMARKS.md between the `trial_overhead` markers (with `--epochs N` other than 1,
 between the `trial_overhead_N_epochs` markers: the same study with N epochs per trial, where the fixed cost of a
@@ -53,7 +56,7 @@ from search.layout import TIMING_DIR, TRAIN_DIR  # noqa: E402
 from search.study import run_study, searches  # noqa: E402
 
 RUNNERS = ("ray_train", "inline")
-PARTS = ("before the loop", "model build", "fit", "eval + report")
+PARTS = ("before the loop", "model build", "fit", "eval + report", "after the loop")
 
 
 def trial_parts(store, key, timing: dict) -> dict[str, float]:
@@ -62,8 +65,10 @@ def trial_parts(store, key, timing: dict) -> dict[str, float]:
     loop = epochs[-1]["time_since_start_s"]
     first = epochs[0]
     build = first["time_since_start_s"] - first["time_fit_s"] - first["time_eval_s"]
-    return {"wall": timing["wall_s"], "before the loop": timing["wall_s"] - loop, "model build": build, "fit": fit,
-            "eval + report": loop - build - fit, "actor start": timing.get("actor_start_s", 0.0)}
+    before = first["loop_began_at"] - (timing["ended_at"] - timing["wall_s"])
+    return {"wall": timing["wall_s"], "before the loop": before, "model build": build, "fit": fit,
+            "eval + report": loop - build - fit, "after the loop": timing["wall_s"] - before - loop,
+            "actor start": timing.get("actor_start_s", 0.0)}
 
 
 def cpu_ticks() -> tuple[int, int]:

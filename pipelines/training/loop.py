@@ -121,9 +121,11 @@ def run(
         metrics.update({"epoch": epoch, "epochs_done": epoch + 1, "train_loss": float(history.history["loss"][-1]),
                         "train_accuracy": float(history.history["accuracy"][-1]),
                         "best_epoch": patience.best_epoch, checkpoint.RANK: checkpoint.rank(epoch, improved),
-                        # where the time goes (benchmarks/trial_overhead.py): Keras fit, validation, since the loop began
+                        # where the time goes (benchmarks/trial_overhead.py): Keras fit, validation, since the loop
+                        # began, and when it began (wall clock)
                         "time_fit_s": t_eval - t_fit, "time_eval_s": time.perf_counter() - t_eval,
-                        "time_since_start_s": time.perf_counter() - started_at})
+                        "time_since_start_s": time.perf_counter() - started_at,
+                        "loop_began_at": time.time() - (time.perf_counter() - started_at)})
         metrics["stopped_early"] = bool(patience.stop and epoch < cfg.epochs - 1)
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
