@@ -4,9 +4,12 @@ each measured figure comes from.
 Measured (this machine): a trial's fixed cost under each runner and an inline actor's start-up
 (benchmarks/results/trial_overhead.json, from benchmarks/trial_overhead.py); the share of epochs TPE + ASHA
 spends against trials run to their end (benchmarks/results/search_efficiency.json); each network's FLOPs per
-image at its paper size (counted here with TensorFlow's profiler). From configs/paper.yaml: the trial counts
-and concurrency. Assumed (stated in the output): the GPU's sustained training throughput, the cost of a
-training step against a forward pass, the size of PAIN-DB and of the external set, the epochs a trial asks for.
+image at its paper size (counted here with TensorFlow's profiler); what a trial that cannot reuse its actor's
+kept network pays to build it at its paper size, with its ImageNet weights (stand-in files of the real size) and
+half its backbone frozen, and to trace its train step and inference pass (host-side work: timed here). From
+configs/paper.yaml: the trial counts and concurrency. Assumed (stated in the output): the GPU's sustained training
+throughput, the cost of a training step against a forward pass, the size of PAIN-DB and of the external set, the
+epochs a trial asks for, which trials rebuild their network.
 
     .venv/bin/python benchmarks/paper_estimate.py
 """
@@ -48,12 +51,58 @@ def forward_flops(name: str) -> float:
     return float(flops.total_float_ops)
 
 
+def rebuild_seconds(name: str, weights: str, weights_dir: Path) -> float:
+    """What a trial pays when its actor's kept network cannot serve it (`pipelines.training.model_cache`): the
+    network built and compiled at its paper size (pretrained ones from a weights file of the real size, half their
+    backbone frozen), its train step traced, its inference pass traced. Each trace is timed as its first call less
+    a second one, on a batch of 2 (a trace does not depend on the batch)."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from pipelines.config import TrainConfig
+    from pipelines.models import get_spec
+    from pipelines.models.build import resolve
+    from pipelines.models.weights import weights_file_name
+    from pipelines.training.loop import compile_model
+
+    spec = get_spec(name)
+    pretrained = spec.pretrained and weights == "imagenet"
+    if pretrained and not (weights_dir / weights_file_name(name)).exists():  # Keras's architecture, random weights
+        resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.paper_size, spec.paper_size, 3)
+                              ).save_weights(str(weights_dir / weights_file_name(name)))
+        keras.backend.clear_session()
+    cfg = TrainConfig.model_validate({"model": name, "size": spec.paper_size, "batch_size": 2, "epochs": 1,
+                                      "weights": "imagenet" if pretrained else "none", "weights_dir": str(weights_dir),
+                                      "finetune_depth": 0.5 if pretrained else 0.0})
+    x = np.random.default_rng(0).uniform(0, 255, (2, spec.paper_size, spec.paper_size, 3)).astype("float32")
+    y = np.array([0, 1])
+    t0 = time.perf_counter()
+    model = compile_model(cfg, tf.distribute.get_strategy())
+    forward = tf.function(lambda t: model(t, training=False))
+    t1 = time.perf_counter()
+    timed = []
+    for step in (lambda: model.train_on_batch(x, y), lambda: forward(x).numpy()):
+        first = time.perf_counter()
+        step()
+        second = time.perf_counter()
+        step()
+        timed.append((second - first) - (time.perf_counter() - second))
+    keras.backend.clear_session()
+    return (t1 - t0) + sum(timed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
 
     from search.config import load_study_config
+    from search.space import space_for
+
+    import tempfile
 
     overhead = load_results("trial_overhead")
     efficiency = load_results("search_efficiency")
@@ -63,10 +112,19 @@ def main() -> None:
     trials = searches * cfg.search.trials
     per_trial_fixed = overhead["overhead_s"]["inline"]
     share = cfg.resources.gpus_per_worker
+    trials_per_actor = cfg.search.trials / cfg.search.max_concurrent_trials
     gpu_s = {}
     rows = []
+    weights_dir = Path(tempfile.mkdtemp(prefix="painsearch-standins-"))
     for name in cfg.models:
         f = forward_flops(name)
+        rebuild = rebuild_seconds(name, cfg.train.weights, weights_dir)
+        # an actor keeps one compiled network for the search's next trial, keyed by everything its traced step
+        # depends on: a network whose fine-tuning depth is searched (pretrained, with ImageNet weights) is assumed
+        # to rebuild in every trial (each may draw another depth; an upper bound), any other once per actor
+        depth_searched = "finetune_depth" in space_for(name, cfg.train.weights == "imagenet", cfg.search.space,
+                                                       cfg.search.space_by_model.get(name)).bounds
+        fixed = per_trial_fixed + rebuild * (1.0 if depth_searched else 1.0 / trials_per_actor)
         per_search = 0.0
         for scenario in cfg.scenarios:
             # what one search's runs read: a k-fold fold trains on 64 % of the pool, validates on 16 % and tests on
@@ -77,20 +135,26 @@ def main() -> None:
             train_s = epoch_s * MEAN_EPOCHS * asha_share
             # a trial on a share of a GPU trains at that share of its throughput (the same GPU-seconds in all) and
             # holds only its share while it does everything else: what sharing saves is the fixed cost's idle GPU
-            per_search += cfg.search.trials * (train_s + per_trial_fixed * share)
+            per_search += cfg.search.trials * (train_s + fixed * share)
             if cfg.refit:  # the chosen settings again on training + validation, for the chosen trial's epochs
                 per_search += f * POOL_IMAGES * (train + val) * TRAIN_PER_FORWARD * MEAN_EPOCHS / GPU[1]
             per_search += f * POOL_IMAGES * test / GPU[1]  # the test split scored once
             if scenario == cfg.scenarios[0]:
-                rows.append((name, f / 1e9, epoch_s, train_s + per_trial_fixed))
+                rows.append((name, f / 1e9, epoch_s, rebuild, depth_searched, train_s + fixed))
         gpu_s[name] = per_search * cfg.folds
     total_gpu_s = sum(gpu_s.values())
     starts = (overhead["actor_start_s"] * searches * cfg.search.max_concurrent_trials)
     lines = [
         "Estimated, not measured: no GPU here. Inputs measured on this machine: a trial's fixed cost under the inline "
-        f"runner, {per_trial_fixed:.1f} s (benchmarks/trial_overhead.py, {overhead['measured']}); TPE + ASHA spent "
+        f"runner, {per_trial_fixed:.1f} s (benchmarks/trial_overhead.py, {overhead['measured']}: a small network "
+        f"reused from the actor's last trial, or built at 32 px); TPE + ASHA spent "
         f"{asha_share:.2f}x the epochs of trials run to their end (benchmarks/search_efficiency.py, "
-        f"{efficiency['measured']}); each network's FLOPs at its paper size (TensorFlow's profiler, below).",
+        f"{efficiency['measured']}); each network's FLOPs at its paper size (TensorFlow's profiler, below); what a "
+        "trial pays when its actor's kept network cannot serve it: the network built at its paper size (pretrained "
+        "ones from ImageNet weights files of the real size, half the backbone frozen) and its train step and "
+        "inference pass traced (below: host-side work, which a GPU node's CPU does at about this speed). A "
+        f"network whose fine-tuning depth is searched rebuilds in every trial (an upper bound: each trial may draw "
+        f"another of its 11 depths), any other once per actor ({trials_per_actor:.0f} trials).",
         f"Assumed: {GPU[0]} sustains {GPU[1] / 1e12:.0f} TFLOP/s of mixed-precision training (a sixth of its "
         f"tensor-core peak); a training step costs {TRAIN_PER_FORWARD:.0f} forward passes; PAIN-DB has {POOL_IMAGES} "
         f"images after sampling and CP-PAIN {EXTERNAL_IMAGES}; a trial asks for {MEAN_EPOCHS} epochs on average "
@@ -99,10 +163,11 @@ def main() -> None:
         + "; input decoding keeps up with training (BENCHMARKS.md, training input pipeline); the networks train at "
         "the rate their FLOPs allow.",
         "",
-        f"| network | GFLOPs per image | {cfg.scenarios[0]} epoch on one GPU | {cfg.scenarios[0]} trial (ASHA's share of "
-        f"{MEAN_EPOCHS} epochs + fixed cost) |",
-        "|---|---:|---:|---:|",
-        *[f"| {n} | {g:.2f} | {e:.1f} s | {t / 60:.1f} min |" for n, g, e, t in rows],
+        f"| network | GFLOPs per image | {cfg.scenarios[0]} epoch on one GPU | build and traces | rebuilt | "
+        f"{cfg.scenarios[0]} trial (ASHA's share of {MEAN_EPOCHS} epochs + fixed cost) |",
+        "|---|---:|---:|---:|---|---:|",
+        *[f"| {n} | {g:.2f} | {e:.1f} s | {b:.1f} s | {'every trial' if d else 'once per actor'} | {t / 60:.1f} min |"
+          for n, g, e, b, d, t in rows],
         "",
         f"configs/paper.yaml: {searches} searches x {cfg.search.trials} trials = {trials} trials, "
         f"{cfg.resources.gpus_per_worker} GPU each, {cfg.search.concurrent_searches} searches x "
