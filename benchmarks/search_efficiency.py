@@ -64,7 +64,8 @@ def curve(uri: str, cfg) -> dict:
     trials = pd.read_csv(io.BytesIO(store.read_bytes(key.path, TRIALS)), dtype={"trial_id": str})
     done = json.loads(store.read_bytes(key.path, DONE))
     walls = {t["trial_id"]: t["wall_s"] for t in (json.loads(store.read_bytes(key.path, TIMING_DIR, f))
-                                                  for f in store.list(key.path, TIMING_DIR))}
+                                                  for f in store.list(key.path, TIMING_DIR))
+             if t["ended"] == "trained"}  # a stopped trial's wall is Tune's, from a fresh actor's start
     best, out, epochs, once, per_epoch, starts, ends = -1.0, [], 0, [], [], [], []
     for tid in trials["trial_id"]:  # Tune lists trials in the order they were created
         rows = read_epochs(uri, key.of(TRAIN_DIR, tid))

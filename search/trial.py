@@ -132,10 +132,16 @@ def resident_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _write_timing(store: Store, key: SearchKey, timing: dict[str, Any]) -> None:
+    runs = len(of_trial(store.list(key.path, TIMING_DIR), timing["trial_id"]))
+    store.write_bytes(json.dumps(timing).encode(), key.path, TIMING_DIR, numbered(timing["trial_id"], runs))
+
+
 def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,
                   actor_start_s: float, ended: str = "trained") -> None:
-    """How the trial's time went, once per run of the trial function that ended (`ended`: `trained`, `stopped`
-    by Tune part way, or `resumed_done`, restarted after a kill with nothing left to train)."""
+    """How the trial's time went, once per run of the trial function that returned (`ended`: `trained`, or
+    `resumed_done`, restarted after a kill with nothing left to train). A run that Tune stops is recorded by
+    Tune's side (`timing_callback`)."""
     timing = {"trial_id": trial_id, "ended": ended, "ended_at": time.time(),
               "wall_s": time.time() - started, "setup_s": fit_started - started, "fit_s": time.time() - fit_started,
               # a Ray Train trial's process only drives the run: importing TensorFlow there costs every trial seconds;
@@ -145,8 +151,36 @@ def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, f
               "actor_start_s": actor_start_s,
               # the process and its resident memory at the trial's end: a reused actor's memory must not grow
               "pid": os.getpid(), "rss_mb": resident_mb()}
-    runs = len(of_trial(store.list(key.path, TIMING_DIR), trial_id))
-    store.write_bytes(json.dumps(timing).encode(), key.path, TIMING_DIR, numbered(trial_id, runs))
+    _write_timing(store, key, timing)
+
+
+def timing_callback(store: Store, key: SearchKey):
+    """A Tune callback that records each run Tune stops part way (ASHA, or the search's time budget), under
+    either runner. The trial's own process cannot: Tune ends it at the report it stops after, and the search's
+    last actor is removed without waiting for its thread. Its wall is Tune's time for the run up to its last
+    report (on a fresh actor, with the actor's start-up in it)."""
+    from ray.tune import Callback
+
+    def records(trial_id: str) -> int:
+        return len(of_trial(store.list(key.path, TIMING_DIR), trial_id))
+
+    class RecordStops(Callback):
+        def __init__(self) -> None:
+            self.before: dict[str, int] = {}  # each trial's records when it started in this run of the search
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            self.before.setdefault(trial.trial_id, records(trial.trial_id))
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            # a run whose trial function returned wrote its record first (Tune marks a stopped run done as well)
+            if records(trial.trial_id) > self.before.get(trial.trial_id, 0):
+                return
+            last = trial.last_result or {}
+            _write_timing(store, key, {"trial_id": trial.trial_id, "ended": "stopped", "ended_at": time.time(),
+                                       "wall_s": float(last.get("time_total_s", 0.0)),
+                                       "epochs_done": int(last.get("epochs_done", 0))})
+
+    return RecordStops()
 
 
 def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: float = 0.0) -> None:
@@ -176,12 +210,7 @@ def trial_fn(config: dict[str, Any], context: dict[str, Any], actor_start_s: flo
         record_timing(store, ctx.key, trial_id, started, fit_started, actor_start_s)
     except Exception as exc:
         # Tune stopped this trial (ASHA, or the search ended): under Ray Train it removes the trial's placement
-        # group, which takes the run down with it; that is not a failed attempt, and its timing is kept
+        # group, which takes the run down with it; that is not a failed attempt (Tune's side records the stop)
         if not session_stopped(session):
             record_attempt(store, ctx.key, trial_id, exc)
-        else:
-            try:
-                record_timing(store, ctx.key, trial_id, started, fit_started, actor_start_s, "stopped")
-            except Exception:  # noqa: BLE001  a timing record must not hide how the trial ended
-                pass
         raise

@@ -30,7 +30,7 @@ from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE,
 from search.runners import checkpoint_dirs, kept_states, runner_for
 from search.scoring import refit, score_test
 from search.space import params_of, space_for
-from search.trial import TrialContext, error_kind, trial_fn
+from search.trial import TrialContext, error_kind, timing_callback, trial_fn
 
 # Tune snapshots its experiment state at most this often (s): small, so a killed driver loses little.
 SNAPSHOT_PERIOD_S = "1"
@@ -127,7 +127,7 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
         run_config=tune.RunConfig(
             name=key.slug, storage_path=store.path(key.path, TUNE_DIR), storage_filesystem=store.fs,
             failure_config=tune.FailureConfig(max_failures=cfg.search.retries), verbose=cfg.search.verbose,
-            callbacks=[optuna_store.sync_callback(store, key)],
+            callbacks=[optuna_store.sync_callback(store, key), timing_callback(store, key)],
         ),
     ), False
 

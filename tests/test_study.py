@@ -193,7 +193,7 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     from search import tuner
-    from search.study import start_study, write_folds
+    from search.study import start_study, trials_ended, write_folds
 
     class StopAfterFirstEpoch(FIFOScheduler):
         def on_trial_result(self, tune_controller, trial, result):
@@ -214,6 +214,10 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     assert list(trials["epochs_run"]) == [1, 1] and (trials["status"] == "ok").all(), trials
     assert (trials["failed_attempts"] == 0).all() and not store.list(key.path, "attempts")
     assert store.exists(key.path, "predictions.parquet")
+    # each stopped run leaves one timing record, as a trained one does: the study's progress counts trials by them
+    timings = [json.loads(store.read_bytes(key.path, "timing", f)) for f in store.list(key.path, "timing")]
+    assert sorted(t["trial_id"] for t in timings) == sorted(trials["trial_id"]), timings
+    assert {t["ended"] for t in timings} == {"stopped"} and trials_ended(store, key) == 2
     import ray
 
     for _ in range(30):  # the stopped runs' placement groups go back to the cluster
