@@ -75,14 +75,14 @@ def explain_search(store, shards: str, endpoint: str | None, train: dict[str, An
     from pipelines.models.loader import load_from_store, rebuild
     from pipelines.shards.read import read_rows
     from pipelines.training.data import decode_images, stored_size
-    from pipelines.training.loop import predict
+    from pipelines.training.loop import INFERENCE_BATCH, predict
 
     lime = LimeConfig.model_validate(settings)
     rows = read_rows(shards, endpoint, ids, ["image", "landmarks", "dataset"]).to_pandas()
     model = load_from_store(train, store, weights)
     size = model.input_shape[1]
     x = decode_images(rows["image"].tolist(), size)
-    probs = predict(model, x, 64)
+    probs = predict(model, x, INFERENCE_BATCH)
     rows = rows.assign(prob_0=probs[:, 0], prob_1=probs[:, 1], pred=probs.argmax(axis=1), row=np.arange(len(rows)))
     chosen = pick(rows, lime.images_per_class)
     xs = x[chosen["row"].to_numpy()]

@@ -15,8 +15,6 @@ from search.folds import fold_table, role_ids
 from search.layout import BEST_DIR, REFIT_DIR, REFIT_WEIGHTS, predictions_bytes
 from search.trial import TrialContext
 
-SCORING_BATCH = 64
-
 
 def score_test(context: dict[str, Any], train: dict[str, Any], weights: str) -> bytes:
     """The fold's test images scored with the weights at `weights` (a path in the results store): a Parquet
@@ -24,7 +22,7 @@ def score_test(context: dict[str, Any], train: dict[str, Any], weights: str) -> 
     from pipelines.models.loader import load_from_store
     from pipelines.shards.read import read_rows
     from pipelines.training.data import decode_images
-    from pipelines.training.loop import predict
+    from pipelines.training.loop import INFERENCE_BATCH, predict
 
     ctx = TrialContext.from_dict(context)
     store = ctx.store()
@@ -33,8 +31,8 @@ def score_test(context: dict[str, Any], train: dict[str, Any], weights: str) -> 
     model = load_from_store(train, store, weights)
     size = model.input_shape[1]
     images = table.column("image").to_pylist()
-    probs = [predict(model, decode_images(images[i:i + SCORING_BATCH], size), SCORING_BATCH)
-             for i in range(0, len(images), SCORING_BATCH)]
+    probs = [predict(model, decode_images(images[i:i + INFERENCE_BATCH], size), INFERENCE_BATCH)
+             for i in range(0, len(images), INFERENCE_BATCH)]
     p = np.concatenate(probs) if probs else np.zeros((0, int(train["n_classes"])), np.float32)
     return predictions_bytes(pa.table({
         "image_id": table.column("image_id"), "dataset": table.column("dataset"), "subject": table.column("subject"),

@@ -157,6 +157,20 @@ def test_a_kept_models_traced_pass_scores_as_direct_calls(arrays):
     assert model_cache.inference(model) is None  # a model not kept is called directly
 
 
+def test_validation_is_scored_in_inference_batches(arrays, monkeypatch):
+    """Each epoch scores the validation split in batches of `INFERENCE_BATCH` (or the training batch, if larger):
+    scoring keeps no gradients, so larger batches fit and fewer calls score faster."""
+    from pipelines.training import loop
+
+    train, val = arrays
+    sizes = []
+    scored = loop.predict
+    monkeypatch.setattr(loop, "predict", lambda model, x, batch: sizes.append(batch) or scored(model, x, batch))
+    fit_local(train_config({**CFG, "epochs": 1}), (train[0][:16], train[1][:16]), val)
+    fit_local(train_config({**CFG, "epochs": 1, "batch_size": 2 * loop.INFERENCE_BATCH}), (train[0][:16], train[1][:16]), val)
+    assert sizes == [loop.INFERENCE_BATCH, 2 * loop.INFERENCE_BATCH]
+
+
 def test_local_loop_learns(arrays):
     train, val = arrays
     _, history = fit_local(train_config(CFG), train, val)
