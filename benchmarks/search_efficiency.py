@@ -65,7 +65,7 @@ def curve(uri: str, cfg) -> dict:
     done = json.loads(store.read_bytes(key.path, DONE))
     walls = {t["trial_id"]: t["wall_s"] for t in (json.loads(store.read_bytes(key.path, TIMING_DIR, f))
                                                   for f in store.list(key.path, TIMING_DIR))
-             if t["ended"] == "trained"}  # a stopped trial's wall is Tune's, from a fresh actor's start
+             if "fit_s" in t}  # the trial's own record: one Tune's side wrote has Tune's wall (search.trial)
     best, out, epochs, once, per_epoch, starts, ends = -1.0, [], 0, [], [], [], []
     for tid in trials["trial_id"]:  # Tune lists trials in the order they were created
         rows = read_epochs(uri, key.of(TRAIN_DIR, tid))

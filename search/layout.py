@@ -12,7 +12,8 @@ Writers (search/) and readers (analysis/, benchmarks/) both use these names; not
     train/<trial_id>/checkpoint_*/   the chosen trial's kept checkpoints only (its best epoch and its last)
     attempts/<trial_id>-<n>.json     each failed attempt of a trial: error, kind (error, out_of_memory)
     timing/<trial_id>-<n>.json       how each ended run of a trial went (n counts reruns): wall, set-up and `fit`
-                                     time of a run that trained to its end; Tune's wall of a run it stopped
+                                     time of a run whose trial function returned; for a run Tune ended (ASHA, the
+                                     time budget), Tune's wall, written by Tune's side (`recorded_by`)
     trials.csv                       one row per trial: Tune's number for it, hyperparameters, best validation
                                      score and epoch, status
     best/chosen.h5                   the chosen trial's weights at its best validation epoch

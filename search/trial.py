@@ -140,7 +140,7 @@ def _write_timing(store: Store, key: SearchKey, timing: dict[str, Any]) -> None:
 def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, fit_started: float,
                   actor_start_s: float, ended: str = "trained") -> None:
     """How the trial's time went, once per run of the trial function that returned (`ended`: `trained`, or
-    `resumed_done`, restarted after a kill with nothing left to train). A run that Tune stops is recorded by
+    `resumed_done`, restarted after a kill with nothing left to train). A run that Tune ends is recorded by
     Tune's side (`timing_callback`)."""
     timing = {"trial_id": trial_id, "ended": ended, "ended_at": time.time(),
               "wall_s": time.time() - started, "setup_s": fit_started - started, "fit_s": time.time() - fit_started,
@@ -155,30 +155,48 @@ def record_timing(store: Store, key: SearchKey, trial_id: str, started: float, f
 
 
 def timing_callback(store: Store, key: SearchKey):
-    """A Tune callback that records each run Tune stops part way (ASHA, or the search's time budget), under
-    either runner. The trial's own process cannot: Tune ends it at the report it stops after, and the search's
-    last actor is removed without waiting for its thread. Its wall is Tune's time for the run up to its last
-    report (on a fresh actor, with the actor's start-up in it)."""
+    """A Tune callback that records each run of a trial that Tune ends without the trial recording it: a run ASHA
+    stops part way, or at its last epoch (ASHA stops a trial that reaches `max_t` at that epoch's report), and the
+    runs still going when the search's time budget runs out. The trial's own process cannot: Tune ends its thread
+    at the report it stops after, and removes the search's last actor without waiting for it. Such a record is
+    written by Tune's side (`recorded_by`): its wall is Tune's time for the run up to its last report (on a fresh
+    actor, with the actor's start-up in it), and it has no set-up or `fit` time. A trial that already has a record
+    (a run that trained to its end and was restarted after a kill with nothing left to train) gets no other."""
+    import logging
+
     from ray.tune import Callback
 
-    def records(trial_id: str) -> int:
-        return len(of_trial(store.list(key.path, TIMING_DIR), trial_id))
+    def unrecorded(trial) -> bool:
+        return not of_trial(store.list(key.path, TIMING_DIR), trial.trial_id)
+
+    def record(trial) -> None:
+        last = trial.last_result or {}
+        done, planned = int(last.get("epochs_done", 0)), int((trial.config or {}).get("epochs", 0))
+        ended = "trained" if (planned and done >= planned) or last.get("stopped_early") else "stopped"
+        try:
+            _write_timing(store, key, {"trial_id": trial.trial_id, "ended": ended, "ended_at": time.time(),
+                                       "wall_s": float(last.get("time_total_s", 0.0)), "epochs_done": done,
+                                       "recorded_by": "tune"})
+        except Exception as exc:  # noqa: BLE001  a timing record must not turn how the trial ended into an error
+            logging.getLogger(__name__).warning("trial %s: its timing could not be recorded (%s)", trial.trial_id, exc)
 
     class RecordStops(Callback):
         def __init__(self) -> None:
-            self.before: dict[str, int] = {}  # each trial's records when it started in this run of the search
+            self.started: set[str] = set()  # the trials that ran in this run of the search
 
         def on_trial_start(self, iteration, trials, trial, **info) -> None:
-            self.before.setdefault(trial.trial_id, records(trial.trial_id))
+            self.started.add(trial.trial_id)
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            # a run whose trial function returned wrote its record first (Tune marks a stopped run done as well)
-            if records(trial.trial_id) > self.before.get(trial.trial_id, 0):
-                return
-            last = trial.last_result or {}
-            _write_timing(store, key, {"trial_id": trial.trial_id, "ended": "stopped", "ended_at": time.time(),
-                                       "wall_s": float(last.get("time_total_s", 0.0)),
-                                       "epochs_done": int(last.get("epochs_done", 0))})
+            # a run whose trial function returned has written its record by now: Tune learns of the end after it
+            if unrecorded(trial):
+                record(trial)
+
+        def on_experiment_end(self, trials, **info) -> None:
+            # the time budget ends the runs still going without `on_trial_complete`
+            for trial in trials:
+                if trial.trial_id in self.started and trial.status == "TERMINATED" and unrecorded(trial):
+                    record(trial)
 
     return RecordStops()
 

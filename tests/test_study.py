@@ -227,6 +227,39 @@ def test_trials_that_tune_stops_end_cleanly(tiny_shards, ray_local, tmp_path, mo
     assert ray.available_resources().get("CPU", 0) >= 2
 
 
+@pytest.mark.parametrize("end", ["asha_at_the_last_epoch", "time_budget"])
+def test_every_run_tune_ends_leaves_one_timing_record(tiny_shards, ray_local, tmp_path, monkeypatch, end):
+    """A run Tune ends is recorded by Tune's side, once: a run stopped at its last epoch's report (as ASHA stops a
+    trial that reaches `max_t`) as trained, a run the time budget cuts short as stopped."""
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from search import tuner
+    from search.study import start_study, trials_ended, write_folds
+
+    class StopAtEachReport(FIFOScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            return TrialScheduler.STOP
+
+    budget = end == "time_budget"
+    if not budget:
+        monkeypatch.setattr(tuner, "scheduler", lambda cfg, max_epochs: StopAtEachReport())
+    uri = str(tmp_path / "results")
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                    "scenarios": ["subject_kfold"], "resources": {"runner": "inline"},
+                                    "search": {"trials": 2, "scheduler": "none", "time_budget_s": 12 if budget else 150,
+                                               "space": {"epochs": [300, 300] if budget else [1, 1]}}})
+    store = open_store(uri)
+    start_study(cfg, store, False, print)
+    write_folds(cfg, store)
+    key = searches(cfg)[0]
+    tuner.run_search(cfg.model_dump(mode="json"), uri, {"model": key.model, "scenario": key.scenario, "fold": key.fold})
+    timings = [json.loads(store.read_bytes(key.path, "timing", f)) for f in store.list(key.path, "timing")]
+    ran = [t for t in store.dirs(key.path, "train") if store.list(key.path, "train", t, "epochs")]
+    assert ran and sorted(t["trial_id"] for t in timings) == sorted(ran), (timings, ran)
+    assert {(t["ended"], t["recorded_by"]) for t in timings} == {("stopped" if budget else "trained", "tune")}
+    assert trials_ended(store, key) == len(ran)
+
+
 def test_a_reused_actors_memory_stays_flat_over_twenty_trials(tiny_shards, ray_local, tmp_path):
     """Twenty inline trials, one at a time, all in one reused Tune actor: Keras's state is cleared between them, so
     the actor's resident memory after the last trial is within 10 % of after the second."""

@@ -138,7 +138,7 @@ def test_a_kept_model_trains_as_a_fresh_build_would(arrays, network, standin_wei
 
 
 def test_a_kept_models_traced_pass_scores_as_direct_calls(arrays):
-    """A kept model scores through its traced pass, traced once for every batch size (the last batch is shorter):
+    """A kept model scores through its traced pass, traced once for all batch sizes (the last batch is shorter):
     the same probabilities as calling the model directly, one row per image."""
     from pipelines.bootstrap import tensorflow
     from pipelines.training import model_cache

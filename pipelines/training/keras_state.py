@@ -28,9 +28,10 @@ def release(before: frozenset[str]) -> None:
     """Drop Keras's graph and layers, the gradients registered since `before`, then the freed heap, which glibc
     keeps mapped (and resident) until asked to give it back.
 
-    What survives the collection (the kept model, `pipelines.training.model_cache`) is frozen out of the collector's
-    way, as the actor's imports are at its start: each later collection scans only what the trials since made.
-    A kept model that is replaced unfreezes it all (`thaw`), so that its graphs can go at the next release."""
+    What survives the collection (the kept model, `pipelines.training.model_cache`, with whatever else is alive) is
+    frozen out of the collector's way, as the actor's imports are at its start: while the kept model serves the next
+    trials, each collection scans only what they made. A kept model that is replaced unfreezes it all (`thaw`), so
+    that its graphs can go at the next release, which then scans everything once."""
     import tf_keras as keras
 
     keras.backend.clear_session()
