@@ -51,11 +51,13 @@ def forward_flops(name: str) -> float:
     return float(flops.total_float_ops)
 
 
-def rebuild_seconds(name: str, weights: str, weights_dir: Path) -> float:
+def rebuild_seconds(name: str, weights: str) -> float:
     """What a trial pays when its actor's kept network cannot serve it (`pipelines.training.model_cache`): the
     network built and compiled at its paper size (pretrained ones from a weights file of the real size, half their
     backbone frozen), its train step traced, its inference pass traced. Each trace is timed as its first call less
-    a second one, on a batch of 2 (a trace does not depend on the batch)."""
+    a second one, on a batch of 2 (a trace does not depend on the batch). A pretrained network's stand-in weights
+    file goes when it has been timed (hundreds of MB for the ten)."""
+    import tempfile
     import time
 
     import numpy as np
@@ -70,19 +72,21 @@ def rebuild_seconds(name: str, weights: str, weights_dir: Path) -> float:
 
     spec = get_spec(name)
     pretrained = spec.pretrained and weights == "imagenet"
-    if pretrained and not (weights_dir / weights_file_name(name)).exists():  # Keras's architecture, random weights
-        resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.paper_size, spec.paper_size, 3)
-                              ).save_weights(str(weights_dir / weights_file_name(name)))
-        keras.backend.clear_session()
-    cfg = TrainConfig.model_validate({"model": name, "size": spec.paper_size, "batch_size": 2, "epochs": 1,
-                                      "weights": "imagenet" if pretrained else "none", "weights_dir": str(weights_dir),
-                                      "finetune_depth": 0.5 if pretrained else 0.0})
-    x = np.random.default_rng(0).uniform(0, 255, (2, spec.paper_size, spec.paper_size, 3)).astype("float32")
-    y = np.array([0, 1])
-    t0 = time.perf_counter()
-    model = compile_model(cfg, tf.distribute.get_strategy())
-    forward = tf.function(lambda t: model(t, training=False))
-    t1 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="painsearch-standins-") as folder:
+        weights_dir = Path(folder)
+        if pretrained:  # Keras's architecture with random weights, under the file name it publishes
+            resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.paper_size, spec.paper_size, 3)
+                                  ).save_weights(str(weights_dir / weights_file_name(name)))
+            keras.backend.clear_session()
+        cfg = TrainConfig.model_validate({"model": name, "size": spec.paper_size, "batch_size": 2, "epochs": 1,
+                                          "weights": "imagenet" if pretrained else "none",
+                                          "weights_dir": str(weights_dir), "finetune_depth": 0.5 if pretrained else 0.0})
+        x = np.random.default_rng(0).uniform(0, 255, (2, spec.paper_size, spec.paper_size, 3)).astype("float32")
+        y = np.array([0, 1])
+        t0 = time.perf_counter()
+        model = compile_model(cfg, tf.distribute.get_strategy())
+        forward = tf.function(lambda t: model(t, training=False))
+        t1 = time.perf_counter()
     timed = []
     for step in (lambda: model.train_on_batch(x, y), lambda: forward(x).numpy()):
         first = time.perf_counter()
@@ -102,8 +106,6 @@ def main() -> None:
     from search.config import load_study_config
     from search.space import space_for
 
-    import tempfile
-
     overhead = load_results("trial_overhead")
     efficiency = load_results("search_efficiency")
     cfg = load_study_config(ROOT / "configs" / "paper.yaml")
@@ -115,10 +117,9 @@ def main() -> None:
     trials_per_actor = cfg.search.trials / cfg.search.max_concurrent_trials
     gpu_s = {}
     rows = []
-    weights_dir = Path(tempfile.mkdtemp(prefix="painsearch-standins-"))
     for name in cfg.models:
         f = forward_flops(name)
-        rebuild = rebuild_seconds(name, cfg.train.weights, weights_dir)
+        rebuild = rebuild_seconds(name, cfg.train.weights)
         # an actor keeps one compiled network for the search's next trial, keyed by everything its traced step
         # depends on: a network whose fine-tuning depth is searched (pretrained, with ImageNet weights) is assumed
         # to rebuild in every trial (each may draw another depth; an upper bound), any other once per actor

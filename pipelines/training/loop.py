@@ -101,6 +101,7 @@ def run(
     import tf_keras as keras
 
     started_at = started_at or time.perf_counter()
+    began_at = time.time() - (time.perf_counter() - started_at)  # the same moment by the wall clock
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus()):
         keras.mixed_precision.set_global_policy("mixed_float16")  # compile() then adds loss scaling
@@ -129,7 +130,7 @@ def run(
                         # began, and when it began (wall clock)
                         "time_fit_s": t_eval - t_fit, "time_eval_s": time.perf_counter() - t_eval,
                         "time_since_start_s": time.perf_counter() - started_at,
-                        "loop_began_at": time.time() - (time.perf_counter() - started_at)})
+                        "loop_began_at": began_at})
         metrics["stopped_early"] = bool(patience.stop and epoch < cfg.epochs - 1)
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
