@@ -167,6 +167,10 @@ class TrainSettings(Strict):
     patience: int = Field(5, ge=0, description="epochs without improvement before stopping; 0 never stops early")
     optimizer: Literal["adam", "rmsprop", "sgd"] | None = Field(None, description="None: the reference code's choice")
     mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on when GPUs are used")
+    deterministic: bool = Field(True, description="TensorFlow's op determinism: the same seed gives the same run on "
+                                                  "the same hardware; false lets cuDNN pick its fastest kernels")
+    allow_cpu_fallback: bool = Field(False, description="a run Ray gave a GPU that TensorFlow cannot see trains on the "
+                                                         "CPU instead of stopping (nodes that declare GPUs they lack)")
 
 
 class TrainConfig(TrainSettings):

@@ -32,6 +32,31 @@ def resolve(ref: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
+class Contrast(layers.RandomContrast):
+    """Keras's `RandomContrast`, with `(x - mean) * factor + mean` written out: the stock layer runs TensorFlow's
+    `AdjustContrastv2`, whose GPU kernel refuses to run under op determinism (`pipelines.training.determinism`).
+    The factor is drawn as the stock layer draws it (one per batch, from the same generator and seed), and the
+    mean is each image's per channel, as `tf.image.adjust_contrast` takes it."""
+
+    def call(self, inputs, training=True):
+        import tensorflow as tf
+
+        if not training:
+            return inputs
+        x = tf.cast(inputs, self.compute_dtype)
+        low, high = 1.0 - self.lower, 1.0 + self.upper
+        seed = self._random_generator.make_seed_for_stateless_op()
+        if seed is not None:
+            factor = tf.random.stateless_uniform([], seed, low, high)
+        else:
+            factor = tf.random.uniform([], low, high, seed=self._random_generator.make_legacy_seed())
+        mean = tf.reduce_mean(tf.cast(x, tf.float32), axis=[-3, -2], keepdims=True)
+        out = (tf.cast(x, tf.float32) - mean) * factor + mean
+        out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), self.compute_dtype)
+        out.set_shape(inputs.shape)
+        return out
+
+
 class Augment(layers.Layer):
     """The reference code's augmentation; white fill matches the removed background. Inactive at inference.
 
@@ -45,7 +70,7 @@ class Augment(layers.Layer):
             layers.RandomFlip("horizontal"),
             layers.RandomRotation(0.03, fill_mode="constant", fill_value=255.0),
             layers.RandomTranslation(0.05, 0.05, fill_mode="constant", fill_value=255.0),
-            layers.RandomContrast(0.1),
+            Contrast(0.1),
         ]
 
     def call(self, inputs, training=None):

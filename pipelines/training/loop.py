@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import TrainConfig
-from pipelines.training import checkpoint, model_cache
+from pipelines.training import checkpoint, determinism, devices, model_cache
 from pipelines.training.data import class_weights, oversample
 from pipelines.training.early_stopping import Patience
 from pipelines.training.metrics import classification_metrics
@@ -42,13 +42,6 @@ def optimizer(cfg: TrainConfig):
 
     name, lr = optimizer_choice(cfg)
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
-
-
-def gpus() -> list:
-    """The GPUs TensorFlow sees (each with memory growth: `pipelines.bootstrap.tensorflow`)."""
-    from pipelines.bootstrap import tensorflow
-
-    return tensorflow().config.list_physical_devices("GPU")
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -102,8 +95,9 @@ def run(
 
     started_at = started_at or time.perf_counter()
     began_at = time.time() - (time.perf_counter() - started_at)  # the same moment by the wall clock
+    gpus = devices.require_given_gpus(f"A run of {cfg.model}", cfg.allow_cpu_fallback)
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus()):
+    if cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus):
         keras.mixed_precision.set_global_policy("mixed_float16")  # compile() then adds loss scaling
     else:
         keras.mixed_precision.set_global_policy("float32")
@@ -177,7 +171,7 @@ def fit_arrays(
         keep = oversample(y, cfg.seed)
         x, y = x[keep], y[keep]
     weights = class_weights(y, cfg.n_classes) if cfg.imbalance == "class_weight" else None
-    tf.config.experimental.enable_op_determinism()
+    determinism.apply(cfg.deterministic)
     return run(cfg, tf.distribute.get_strategy(), numpy_batches(x, y, cfg.batch_size, cfg.seed), val, report,
                restore_dir, weights, reuse_model=reuse_model)
 

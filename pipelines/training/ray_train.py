@@ -18,7 +18,7 @@ import numpy as np
 
 from pipelines import retries
 from pipelines.config import TrainConfig
-from pipelines.training import checkpoint
+from pipelines.training import checkpoint, determinism
 from pipelines.training.data import DECODE_CPUS, class_weights, decode_batch, oversample_dataset
 
 EPOCHS_DIR = "epochs"  # <run>/epochs/<epoch>.json: every epoch's metrics, beside Ray's own records
@@ -30,12 +30,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     from pipelines.bootstrap import tensorflow
-    from pipelines.training.loop import gpus, run
+    from pipelines.training.devices import require_given_gpus
+    from pipelines.training.loop import run
 
     tf = tensorflow()
     cfg = TrainConfig.model_validate(config["train"])
     ctx = ray.train.get_context()
-    gpu = bool(gpus())  # before TensorFlow touches a device: memory growth lets fractional trials share a card
+    # before TensorFlow touches a device: memory growth lets fractional trials share a card
+    gpu = bool(require_given_gpus(f"A Ray Train worker of {cfg.model}", cfg.allow_cpu_fallback))
     if ctx.get_world_size() > 1:
         impl = tf.distribute.experimental.CommunicationImplementation
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
@@ -67,7 +69,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             restore_dir = tempfile.mkdtemp()
             for f in Path(d).iterdir():
                 (Path(restore_dir) / f.name).write_bytes(f.read_bytes())
-    tf.config.experimental.enable_op_determinism()
+    determinism.apply(cfg.deterministic)
     run(cfg, strategy, epoch_data, val, report, restore_dir, config.get("class_weight"), is_chief=ctx.get_world_rank() == 0,
         started_at=started_at)
 
