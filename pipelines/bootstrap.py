@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import sys
 
-ENV_DEFAULTS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+# TF_FORCE_GPU_ALLOW_GROWTH: every GPU grows its memory as needed even in a process that touches a device before
+# `tensorflow()` runs, so trials given a share of a card each take what they use, not the whole card.
+ENV_DEFAULTS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
 for _name, _value in ENV_DEFAULTS.items():
     os.environ.setdefault(_name, _value)

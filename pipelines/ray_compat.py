@@ -64,6 +64,21 @@ def job_env_vars() -> dict[str, str]:
     return ((config.get("runtime_env") or {}).get("env_vars")) or {}
 
 
+def launcher_docker_run(docker: dict[str, Any], as_head: bool, nvidia_runtime: bool, home: str = "/home/ray") -> str:
+    """The `docker run` line Ray's cluster launcher runs on a node for a config's `docker:` section, rendered by
+    Ray's own `docker_start_cmds`. Its options are merged as `DockerCommandRunner.run_init` merges them (`run_options`
+    then `head_run_options` or `worker_run_options`), and `--runtime=nvidia` is added as `_configure_runtime` adds it
+    on a host with NVIDIA's container runtime whose `nvidia-smi` answers; nothing else touches the GPUs."""
+    from ray.autoscaler._private.docker import docker_start_cmds
+
+    options = list(docker.get("run_options", [])) + list(docker.get(f"{'head' if as_head else 'worker'}_run_options", []))
+    if nvidia_runtime and not docker.get("disable_automatic_runtime_detection"):
+        options.append("--runtime=nvidia")
+    image = docker.get(f"{'head' if as_head else 'worker'}_image", docker.get("image"))
+    return docker_start_cmds("ubuntu", image, {}, docker["container_name"], options, "painsearch", home, "docker")
+
+
 # name -> what it is, for the test that checks every one still resolves
 ALL = {"train_session": train_session, "node_address": node_address, "tensorflow_framework": tensorflow_framework,
-       "tensorflow_trainer_classes": tensorflow_trainer_classes, "job_env_vars": job_env_vars}
+       "tensorflow_trainer_classes": tensorflow_trainer_classes, "job_env_vars": job_env_vars,
+       "launcher_docker_run": lambda: launcher_docker_run({"image": "i", "container_name": "c"}, True, False)}

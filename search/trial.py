@@ -109,10 +109,20 @@ def error_kind(exc: BaseException | str) -> str:
     return error_kind("".join(traceback.format_exception(exc)))
 
 
+def error_text(exc: BaseException) -> str:
+    """An error's traceback, followed by those of the Ray Train workers it reports (`worker_failures`): Ray Train's
+    own message keeps only a snippet of each, cut before the worker's error line."""
+    text = "".join(traceback.format_exception(exc))
+    for e in _chain(exc):
+        for failure in (getattr(e, "worker_failures", None) or {}).values():
+            text += "".join(traceback.format_exception(failure))
+    return text
+
+
 def record_attempt(store: Store, key: SearchKey, trial_id: str, exc: BaseException) -> None:
     """A failed attempt, written down before the trial's error goes on to Tune (which retries or records it).
     If the store cannot take the record (it is down), the trial's own error still goes on, unchanged."""
-    text = "".join(traceback.format_exception(exc))
+    text = error_text(exc)
     try:
         attempt = len(of_trial(store.list(key.path, ATTEMPTS_DIR), trial_id))
         record = {"trial_id": trial_id, "attempt": attempt, "kind": error_kind(exc),

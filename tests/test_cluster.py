@@ -41,7 +41,9 @@ def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tup
     cfg = yaml.safe_load((ROOT / "cluster" / "deploy" / "aws-gpu.yaml").read_text())
     head = next(c for c in cfg["head_start_ray_commands"] if "ray start" in c)
     worker = next(c for c in cfg["worker_start_ray_commands"] if "ray start" in c)
-    head = head.replace("--port=6379", f"--port={port}").replace("$(hostname -I | awk '{print $1}')", "127.0.0.1")
+    # every address of a real head is this machine's loopback here: the tests listen on 127.0.0.1 only
+    head = head.replace("--port=6379", f"--port={port}").replace("--dashboard-host=0.0.0.0", "--dashboard-host=127.0.0.1")
+    assert "--dashboard-host=127.0.0.1" in head
     head = re.sub(r"--autoscaling-config=\S+", "", head)
     head += (f" --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --temp-dir={temp} --dashboard-port={dashboard}"
              f" --ray-client-server-port={client} " + " ".join(_ports("head")))
@@ -164,7 +166,8 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     sets = [f"shards={tiny_shards}", "models=[weinet]", "scenarios=[subject_kfold]", "search.trials=4",
             "search.max_concurrent_trials=2", "search.concurrent_searches=2", "search.space.epochs=[2,3]",
             "search.grace_period=1", "search.reduction_factor=2", "search.startup_trials=1",
-            "resources.gpus_per_worker=0.5", "resources.cpus_per_worker=0.2", f"resources.runner={runner}"]
+            "resources.gpus_per_worker=0.5", "resources.cpus_per_worker=0.2", f"resources.runner={runner}",
+            "train.allow_cpu_fallback=true"]  # the worker's GPUs are declared, not real: TensorFlow sees none
     job = submit(two_nodes, checkout, uri, seaweed, sets)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "2 searches done (0 failed)" in job.stdout
@@ -203,6 +206,36 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     # and timings, so the refusal is matched by its words, not by the bare number
     assert "Jane Doe" not in job.stdout
     assert not re.search(r"status code 413|exceeds the maximum size", job.stdout + job.stderr)
+
+
+@pytest.mark.parametrize("runner", ["inline", "ray_train"])
+def test_a_trial_given_a_gpu_tensorflow_cannot_see_stops_at_once(two_nodes, seaweed, tiny_shards, monkeypatch, runner):
+    """The worker node offers two GPUs that do not exist (TensorFlow sees none there, as on a node whose driver is
+    too old): without the explicit opt-out every trial stops before its first epoch and says why, instead of
+    training on the CPU while holding half a card."""
+    from pipelines.storage import open_store
+    from search.config import load_study_config
+    from search.study import searches
+    from search.tuner import read_trials
+
+    uri = f"s3://painsearch/no-gpu-{runner}"
+    sets = [f"shards={tiny_shards}", "models=[weinet]", "scenarios=[subject_kfold]", "search.trials=1",
+            "search.retries=0", "search.concurrent_searches=2", "resources.gpus_per_worker=0.5",
+            "resources.cpus_per_worker=0.2", f"resources.runner={runner}"]
+    job = submit(two_nodes, ROOT, uri, seaweed, sets)
+    assert "2 searches done (2 failed)" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
+                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
+        monkeypatch.setenv(k, v)
+    store = open_store(uri)
+    cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                           "scenarios": ["subject_kfold"]})
+    for key in searches(cfg):
+        (error,) = read_trials(store, key)["error"]
+        assert error.startswith("GpuMissingError: A ") and "was given GPU" in error, error
+        assert "TensorFlow (a CUDA" in error and "sees no GPU" in error and "nvidia-smi" in error, error
+        for trial in store.dirs(key.of("train")):
+            assert not store.list(key.of("train", trial, "epochs")), "a trial trained before it stopped"
 
 
 def test_two_workers_on_two_nodes_train_like_two_on_one(two_nodes, seaweed, tiny_shards, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ started here is started in tests/test_cluster.py."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,14 +38,68 @@ def test_cluster_launcher_config_validates_against_rays_schema():
     assert any("g5" in t["node_config"]["InstanceType"] for t in config["available_node_types"].values())
 
 
-def test_every_node_starts_with_the_token_and_a_private_dashboard():
+def test_every_node_starts_with_the_token():
     config = launcher()
     starts = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if "ray start" in c]
     assert len(starts) == 2 and all(c.startswith("RAY_AUTH_MODE=token ray start") for c in starts)
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # the token `ray start` looks for
-    head = next(c for c in starts if "--head" in c)
-    assert "--dashboard-host=$(hostname -I" in head  # the private address: reachable in the cluster, not from outside
-    assert "127.0.0.1" not in head and "0.0.0.0" not in head
+
+
+def test_the_dashboard_answers_the_ssh_tunnel_on_the_head():
+    """`ray dashboard` forwards a local port to the head's 127.0.0.1:8265, and the cluster's workers call the same
+    port at the head's private address: the head's own start line must bind both. The address it names is bound
+    here as the head binds it, and the tunnel's end connects to 127.0.0.1."""
+    import socket
+
+    head = next(c for c in launcher()["head_start_ray_commands"] if "ray start" in c)
+    host_expr = re.search(r"--dashboard-host=(\S+(?:\s[^-]\S*)*)", head).group(1)
+    host = subprocess.run(["bash", "-c", f"echo {host_expr}"], capture_output=True, text=True, timeout=30).stdout.strip()
+    assert host in ("0.0.0.0", "::"), f"the dashboard binds {host}: the SSH tunnel to 127.0.0.1 would be refused"
+    with socket.socket() as server:
+        server.bind((host, 0))
+        server.listen(1)
+        with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5):
+            pass  # the tunnel's end reaches it
+
+
+def docker_run(as_head: bool) -> str:
+    from pipelines.ray_compat import launcher_docker_run
+
+    return launcher_docker_run(launcher()["docker"], as_head=as_head, nvidia_runtime=not as_head)
+
+
+def image_env() -> dict[str, str]:
+    """The environment the Dockerfile's ENV lines give every process of the image."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(line[4:])))
+    return env
+
+
+def test_gpu_containers_see_their_cards_and_share_a_compute_cache():
+    """Ray's launcher adds only `--runtime=nvidia` on a GPU host; NVIDIA's runtime then exposes no card unless the
+    container asks (`--gpus`) or its image sets NVIDIA_VISIBLE_DEVICES. The worker's rendered `docker run` line asks,
+    the image sets it, every process grows its GPU memory, and CUDA's compute cache is a per-node folder."""
+    worker, head = shlex.split(docker_run(as_head=False)), shlex.split(docker_run(as_head=True))
+    assert worker[:2] == ["docker", "run"] and "--runtime=nvidia" in worker
+    assert worker[worker.index("--gpus") + 1] == "all"
+    assert "--gpus" not in head  # the head is a CPU instance: `--gpus` would fail its container's start
+    env = image_env()
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and "compute" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
+    assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    mounts = [worker[i + 1] for i, a in enumerate(worker) if a == "-v"]
+    assert any(m.split(":")[1] == env["CUDA_CACHE_PATH"] for m in mounts), mounts
+    assert int(env["CUDA_CACHE_MAXSIZE"]) >= 2**32 - 1  # CUDA's largest: every network's kernels for sm_90
+    host = next(m.split(":")[0] for m in mounts if m.split(":")[1] == env["CUDA_CACHE_PATH"])
+    init = " ".join(launcher()["available_node_types"]["gpu_worker"]["initialization_commands"])
+    assert f"chown 1000:1000 {host}" in init  # the image's user writes it
+    # the job environment sets the same, for processes that start outside the image
+    from cluster.local import RUNTIME_ENV_VARS
+
+    assert RUNTIME_ENV_VARS["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    assert yaml.safe_load(rayjob()["spec"]["runtimeEnvYAML"])["env_vars"]["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
 
 
 def test_the_head_may_launch_workers_and_workers_only_reach_s3():
@@ -65,14 +120,69 @@ def rayjob() -> dict:
     return yaml.safe_load((DEPLOY / "rayjob.yaml").read_text())
 
 
-def test_rayjob_manifest_validates_against_the_kuberay_crd():
-    schema = json.loads((DEPLOY / "schemas" / "rayjob-crd-openapi.json").read_text())
+# Parts of the CRD that schemas/README.md says were pruned (properties removed, nothing forbidden): left open
+PRUNED = {"template", "submitterPodTemplate", "status"}
+
+
+def strict(schema: dict, name: str = "") -> dict:
+    """The CRD's schema with unknown keys refused, as `kubectl apply --validate=strict` refuses them, except under
+    the parts that were pruned from the stored copy (pod templates, status)."""
+    if not isinstance(schema, dict) or name in PRUNED:
+        return schema
+    out = {k: strict(v) if k in ("items", "additionalProperties") else v for k, v in schema.items()}
+    if "properties" in schema:
+        out["properties"] = {k: strict(v, k) for k, v in schema["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+def test_rayjob_manifest_validates_against_the_kuberay_crd_and_a_misspelt_key_is_refused():
+    schema = strict(json.loads((DEPLOY / "schemas" / "rayjob-crd-openapi.json").read_text()))
     job = rayjob()
     jsonschema.validate(job, schema)
     broken = json.loads(json.dumps(job))
     broken["spec"]["backoffLimit"] = "twice"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+    for where in (lambda j: j["spec"], lambda j: j["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]):
+        misspelt = json.loads(json.dumps(job))
+        where(misspelt)["backofLimit"] = 2
+        with pytest.raises(jsonschema.ValidationError, match="backofLimit"):
+            jsonschema.validate(misspelt, schema)
+
+
+def pods() -> list[tuple[str, dict]]:
+    cluster = rayjob()["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [(c["name"], g["template"]["spec"]) for g in groups for c in g["template"]["spec"]["containers"]]
+
+
+def quantity(value: str) -> float:
+    """A Kubernetes quantity in millicores (CPU) or MiB (memory)."""
+    units = {"m": 1, "Mi": 1, "Gi": 1024, "Ti": 1024**2}
+    for unit, factor in units.items():
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * factor
+    return float(value) * 1000
+
+
+def test_every_kuberay_pod_fits_the_node_type_it_selects():
+    """A pod that asks for more than its node type's allocatable share stays Pending for good (8 CPUs and 32 GiB
+    on a g5.2xlarge); each pod selects one of the node types in node-types.yaml and fits it, DaemonSets included."""
+    sys.path.insert(0, str(DEPLOY))
+    from node_types import allocatable, known
+
+    assert len(pods()) == 2
+    for name, spec in pods():
+        node_type = spec["nodeSelector"]["node.kubernetes.io/instance-type"]
+        assert node_type in known(), node_type
+        room = allocatable(node_type)
+        container = next(c for c in spec["containers"] if c["name"] == name)
+        requests = container["resources"]["requests"]
+        assert quantity(requests["cpu"]) <= room.cpu_m and quantity(requests["memory"]) <= room.memory_mi, (name, room)
+        assert int(requests.get("nvidia.com/gpu", 0)) <= room.gpus
+        assert container["resources"]["limits"] == requests  # Guaranteed QoS: evicted last
+    assert allocatable("g5.2xlarge").cpu_m < 8000  # the whole instance never fits
 
 
 def test_rayjob_manifest_runs_the_study_with_a_token_and_cost_aware_lifetimes():
@@ -92,9 +202,16 @@ def test_rayjob_manifest_runs_the_study_with_a_token_and_cost_aware_lifetimes():
                   group["template"]["spec"]["containers"][0]]
     assert containers[1]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert all(not any(e.get("name", "").startswith("AWS_SECRET") for e in c.get("env", [])) for c in containers)
+    gpu_pod = group["template"]["spec"]
+    cache = next(v for v in gpu_pod["volumes"] if v["name"] == "cuda-cache")["hostPath"]["path"]
+    assert cache == "/var/cache/painsearch-cuda"  # shared by every pod on the node, as the launcher's workers share it
+    assert {"name": "cuda-cache", "mountPath": image_env()["CUDA_CACHE_PATH"]} in containers[1]["volumeMounts"]
     assert all(":latest" not in c["image"] for c in containers)
     assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["TF_USE_LEGACY_KERAS"] == "1"
     assert "KubeRay operator >= 1.6" in (DEPLOY / "rayjob.yaml").read_text()
+    assert 0 < spec["activeDeadlineSeconds"] <= 24 * 3600  # a runaway job's cost is bounded
+    text = (DEPLOY / "rayjob.yaml").read_text()
+    assert "painsearch-study-head-svc" not in text and "{.status.rayClusterName}" in text
 
 
 def test_dockerfile_has_one_cuda_stack_a_dependency_layer_and_passes_hadolint():
@@ -104,7 +221,8 @@ def test_dockerfile_has_one_cuda_stack_a_dependency_layer_and_passes_hadolint():
     # the CUDA libraries come once, with TensorFlow's wheels from the gpu extra; torch is its CPU build
     gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
     assert any(d.startswith("tensorflow[and-cuda]") for d in gpu) and "['gpu']" in text
-    assert "download.pytorch.org/whl/cpu" in text and "cuda" not in text.replace("painsearch:0.1.0-cuda12", "")
+    others = text.replace("painsearch:0.1.0-cuda12", "").replace("/cuda-cache", "")  # the image's tag, the kernel cache
+    assert "download.pytorch.org/whl/cpu" in text and "cuda" not in others
     sys.path.insert(0, str(DEPLOY))
     from image_size import BASE_SIZES, dockerfile
 

@@ -27,6 +27,8 @@ def test_each_private_ray_name_resolves(name, monkeypatch):
         assert issubclass(trainer, base)
     elif name == "job_env_vars":
         assert value == {}  # not a job's driver
+    elif name == "launcher_docker_run":
+        assert value.startswith("docker run") and "--name c" in value and value.endswith("i bash")
     else:
         pytest.fail(f"{name} has no check here")
 

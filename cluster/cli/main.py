@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import pipelines.bootstrap  # noqa: F401  (before TensorFlow is imported anywhere)
 import cluster.local  # noqa: F401  (before anything imports Ray: a local cluster stays on 127.0.0.1)
-from cluster.cli import analyze, data, demo, export, models, predict, raters, search
+from cluster.cli import analyze, data, demo, export, gpu_check, models, predict, raters, search
 from pipelines.errors import PainsearchError
 
-COMMANDS = (data, models, search, analyze, predict, export, raters, demo)  # each adds its own subcommand
+COMMANDS = (data, models, search, analyze, predict, export, raters, demo, gpu_check)  # each adds its own subcommand
 
 
 class Parser(argparse.ArgumentParser):
