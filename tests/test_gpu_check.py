@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cluster.cli.main import main
+
+pytestmark = pytest.mark.slow  # each check trains a network for a few steps
 
 SMALL = ["--models", "weinet", "vgg16", "--size", "32", "--steps", "2", "--batch", "4"]
 
