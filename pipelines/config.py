@@ -32,7 +32,8 @@ class PreprocessConfig(Strict):
     multiple_faces: Literal["largest", "reject"] = "largest"
     detect_max_side: int = Field(1024, ge=160, description="larger frames are downscaled for detection")
     background: Background = "u2net_human_seg"
-    u2net_dir: str | None = Field(None, description="folder holding u2net_human_seg.onnx (else rembg's cache)")
+    u2net_dir: str | None = Field(None, description="folder holding u2net_human_seg.onnx, or an s3:// prefix that "
+                                                     "`models fetch-weights --u2net` filled (else rembg's cache)")
     max_image_pixels: int = Field(120_000_000, ge=1_000_000, le=178_956_970,
                                   description="larger images are refused as decompression bombs (at most Pillow's own limit)")
 

@@ -1,3 +1,4 @@
+import hashlib
 import io
 
 import numpy as np
@@ -160,22 +161,86 @@ def test_missing_u2net_weights_say_which_file(tmp_path, monkeypatch):
     assert str(tmp_path / "nowhere") in msg and U2NET_FILE in msg and "--background grabcut" in msg
 
 
-def test_u2net_path_runs_the_onnx_model(tmp_path):
-    """A stand-in network with U2-Net's inputs and outputs (its mask is the brightness) drives rembg's session."""
+def standin_u2net(folder) -> bytes:
+    """A stand-in network with U2-Net's inputs and outputs (its mask is the brightness), as `u2net_human_seg.onnx`
+    in `folder`: the real weights cannot be fetched here. Returns the file's bytes."""
     import torch
 
     net = torch.nn.Conv2d(3, 1, 1, bias=False)
     with torch.no_grad():
         net.weight.fill_(1 / 3)
-    torch.onnx.export(net, torch.zeros(1, 3, 320, 320), str(tmp_path / U2NET_FILE), dynamo=False, input_names=["input.1"])
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(net, torch.zeros(1, 3, 320, 320), str(folder / U2NET_FILE), dynamo=False, input_names=["input.1"])
+    return (folder / U2NET_FILE).read_bytes()
+
+
+def assert_removes_the_dark_half(u2net_dir: str) -> None:
     from pipelines.preprocess.background import _u2net
 
-    remove = _u2net(PreprocessConfig(background="u2net_human_seg", u2net_dir=str(tmp_path)), threads=1)
+    remove = _u2net(PreprocessConfig(background="u2net_human_seg", u2net_dir=u2net_dir), threads=1)
     img = np.zeros((64, 64, 3), np.uint8)
     img[:, :32] = 200
     img[:, 32:] = 20
     out, removed = remove(img, (0, 0, 64, 64))
     assert removed and (out[:, 4:28] == 200).all() and (out[:, 36:60] == 255).all()
+
+
+def test_u2net_path_runs_the_onnx_model(tmp_path):
+    standin_u2net(tmp_path)
+    assert_removes_the_dark_half(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_u2net_weights_come_from_the_store_checked_by_their_hash(s3_env, tmp_path, monkeypatch):
+    """Workers that prepare shards take the U2-Net weights from the store that `fetch-weights --u2net` filled: copied
+    once per node into rembg's folder, and only if the bytes have the hash recorded beside them."""
+    from pipelines.preprocess.background import U2NET_HASH_FILE, publish_u2net
+    from pipelines.storage import open_store
+
+    data = standin_u2net(tmp_path / "made")
+    uri = "s3://painsearch/u2net"
+    store = open_store(uri)
+    publish_u2net(store, data)
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "node"))
+    local = u2net_weights(uri)
+    assert local.is_relative_to(tmp_path / "node") and local.name == U2NET_FILE and local.read_bytes() == data
+    assert_removes_the_dark_half(uri)
+    local.write_bytes(b"an older file")  # a stale copy on the node is replaced by the store's
+    assert u2net_weights(uri).read_bytes() == data
+    store.write_bytes(data[:-100], U2NET_FILE)  # the store's copy damaged after it was fetched
+    local.unlink()
+    with pytest.raises(PainsearchError) as err:
+        u2net_weights(uri)
+    assert f"not the {hashlib.sha256(data).hexdigest()} recorded" in str(err.value) and "nothing was copied" in str(err.value)
+    assert not local.exists()
+    with pytest.raises(PainsearchError, match=f"{U2NET_HASH_FILE} in s3://painsearch/nothing-here.*--u2net"):
+        u2net_weights("s3://painsearch/nothing-here")
+
+
+def test_fetched_u2net_weights_are_checked_against_rembgs_hash(tmp_path):
+    """A mirror serving other bytes than rembg's file is refused, nothing written; with the stand-in's own md5 in
+    place of rembg's (the real file cannot be fetched here) the file and its sha256 are written once."""
+    import functools
+    import http.server
+    import threading
+
+    from pipelines.preprocess.background import U2NET_HASH_FILE, U2NET_MD5, fetch_u2net
+
+    data = standin_u2net(tmp_path / "mirror")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "mirror")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{U2NET_FILE}"
+        with pytest.raises(PainsearchError, match=f"md5 is [0-9a-f]{{32}}, not the {U2NET_MD5}.*nothing was written"):
+            fetch_u2net(str(tmp_path / "w"), url)
+        assert not (tmp_path / "w").exists()
+        md5 = hashlib.md5(data).hexdigest()
+        assert fetch_u2net(str(tmp_path / "w"), url, md5) is True and fetch_u2net(str(tmp_path / "w"), url, md5) is False
+    finally:
+        server.shutdown()
+    assert (tmp_path / "w" / U2NET_FILE).read_bytes() == data
+    assert (tmp_path / "w" / U2NET_HASH_FILE).read_text().split()[0] == hashlib.sha256(data).hexdigest()
 
 
 def test_broken_u2net_file_is_a_clear_error(tmp_path):

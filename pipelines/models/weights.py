@@ -73,6 +73,26 @@ def _from_store(name: str, file_name: str, uri: str) -> Path:
     return local
 
 
+def download(url: str, md5: str, file_name: str, to: str, publisher: str) -> bytes:
+    """A weights file fetched from `url` and checked against the md5 its `publisher` gives, or the sentence why not."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise PainsearchError(
+            f"Could not download {url} ({getattr(exc, 'reason', exc)}); run fetch-weights where the internet "
+            f"is reachable, or copy {file_name} into {to} by hand."
+        ) from exc
+    got = hashlib.md5(data).hexdigest()
+    if got != md5:
+        raise PainsearchError(
+            f"{url} sent {len(data)} bytes whose md5 is {got}, not the {md5} that {publisher} for {file_name}; "
+            f"the download is corrupt or the mirror holds other weights, so nothing was written: fetch it again or "
+            f"use another mirror."
+        )
+    return data
+
+
 def fetch_weights(to: str, names: list[str] | None = None, base_url: str | None = None) -> list[str]:
     """Download the no-top weights once into a local folder or `s3://` prefix; returns what was written."""
     from pipelines.storage import open_store
@@ -83,22 +103,7 @@ def fetch_weights(to: str, names: list[str] | None = None, base_url: str | None 
         below, file_name, md5 = _notop(name)
         if store.exists(file_name):
             continue
-        url = (base_url or KERAS_BASE_URL).rstrip("/") + "/" + below
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                data = response.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise PainsearchError(
-                f"Could not download {url} ({getattr(exc, 'reason', exc)}); run fetch-weights where the internet "
-                f"is reachable, or copy {file_name} into {to} by hand."
-            ) from exc
-        got = hashlib.md5(data).hexdigest()
-        if got != md5:
-            raise PainsearchError(
-                f"{url} sent {len(data)} bytes whose md5 is {got}, not the {md5} that Keras publishes for {file_name}; "
-                f"the download is corrupt or the mirror holds other weights, so nothing was written: fetch it again or "
-                f"use another mirror."
-            )
+        data = download((base_url or KERAS_BASE_URL).rstrip("/") + "/" + below, md5, file_name, to, "Keras publishes")
         store.write_bytes(data, file_name)
         written.append(file_name)
     return written

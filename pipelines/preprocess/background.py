@@ -6,6 +6,8 @@ work, never a silent fallback.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from pipelines.errors import PainsearchError
 
 U2NET_FILE = "u2net_human_seg.onnx"
 U2NET_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx"
+U2NET_MD5 = "c09ddc2e0104f800e3e1bb4652583d1f"  # what rembg 2.0.86 checks its own download of the file against
+# In a store, beside the weights: their sha256, written when they were fetched; every worker checks its copy by it
+U2NET_HASH_FILE = U2NET_FILE + ".sha256"
 
 # (image, face box) -> (the image with its background white, whether the background was removed)
 BackgroundRemover = Callable[[np.ndarray, tuple[float, float, float, float]], tuple[np.ndarray, bool]]
@@ -57,9 +62,13 @@ def _grabcut(img: np.ndarray, box: tuple[float, float, float, float]) -> tuple[n
 
 
 def u2net_weights(u2net_dir: str | None) -> Path:
-    """Where the U2-Net human-segmentation weights are, or the sentence that says how to get them."""
+    """Where the U2-Net human-segmentation weights are, or the sentence that says how to get them. `u2net_dir` is a
+    local folder, or a store (`s3://bucket/prefix`) that `painsearch models fetch-weights --u2net` filled: each
+    node copies the file from there once, checked by its hash, into rembg's model folder."""
     from rembg.sessions.u2net_human_seg import U2netHumanSegSession
 
+    if u2net_dir and "://" in u2net_dir:
+        return _u2net_from_store(u2net_dir, Path(U2netHumanSegSession.model_dir()) / U2NET_FILE)
     if u2net_dir:
         path = Path(u2net_dir).expanduser() / U2NET_FILE
     else:
@@ -72,6 +81,57 @@ def u2net_weights(u2net_dir: str | None) -> Path:
             f"{U2NET_FILE}), or choose --background grabcut or none."
         )
     return path
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _u2net_from_store(uri: str, local: Path) -> Path:
+    """The store's U2-Net weights as a local file: the copy already on this node if its hash is the one recorded
+    in the store, else a fresh copy, checked before it replaces anything."""
+    from pipelines.storage import open_store
+
+    store = open_store(uri)
+    if not (store.exists(U2NET_FILE) and store.exists(U2NET_HASH_FILE)):
+        raise PainsearchError(
+            f"Background removal 'u2net_human_seg' needs {U2NET_FILE} and its hash {U2NET_HASH_FILE} in {uri}, which "
+            f"are missing; fill it once with `painsearch models fetch-weights --to {uri} --u2net` where the internet "
+            f"is reachable, or choose --background grabcut or none.")
+    expected = store.read_bytes(U2NET_HASH_FILE).decode().split()[0]
+    if local.is_file() and _sha256(local.read_bytes()) == expected:
+        return local
+    data = store.read_bytes(U2NET_FILE)
+    got = _sha256(data)
+    if got != expected:
+        raise PainsearchError(
+            f"{store.uri_of(U2NET_FILE)} has sha256 {got}, not the {expected} recorded beside it when it was fetched; "
+            f"the store's copy is damaged or was replaced, and nothing was copied: fill it again with "
+            f"`painsearch models fetch-weights --to {uri} --u2net`.")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{U2NET_FILE}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(local)  # whole or not at all: workers of one node may copy at once
+    return local
+
+
+def publish_u2net(store, data: bytes) -> None:
+    """Put U2-Net weights into a store with the hash every worker checks its copy against (the hash last: a store
+    holding it holds the whole file)."""
+    store.write_bytes(data, U2NET_FILE)
+    store.write_bytes(f"{_sha256(data)}  {U2NET_FILE}\n".encode(), U2NET_HASH_FILE)
+
+
+def fetch_u2net(to: str, url: str | None = None, md5: str = U2NET_MD5) -> bool:
+    """Download the U2-Net weights once into a folder or store, checked against rembg's md5; False if present."""
+    from pipelines.models.weights import download
+    from pipelines.storage import open_store
+
+    store = open_store(to)
+    if store.exists(U2NET_HASH_FILE):
+        return False
+    publish_u2net(store, download(url or U2NET_URL, md5, U2NET_FILE, to, "rembg checks its own download against"))
+    return True
 
 
 def _u2net(cfg: PreprocessConfig, threads: int) -> BackgroundRemover:
