@@ -1,8 +1,10 @@
 """Every retry of painsearch, in one place: what is tried again, how often, and why.
 
 - A trial that raises runs again `TRIAL` times (`study.search.retries`), then is recorded as failed.
-- A search runs as a Ray task that Ray never retries (`SEARCH_TASK`): a search cut short is left undone
-  and the study's `--resume` continues it from Tune's state, which a blind rerun would not.
+- A search runs as a Ray task that Ray runs again `SEARCH_TASK` times when its process or node is lost (a spot
+  node taken back): the task itself continues from what the store holds (Tune's state, each trial's latest
+  checkpoint), so the study goes on without `--resume`. An error the search raises is not retried: it is
+  reported, and `--resume` continues that search.
 - Scoring the test split and explaining with LIME are Ray tasks tried `SCORING_TASK` / `LIME_TASK`
   more times when their worker is lost.
 - A Ray Train run restarts its worker group `TRAIN_RUN` times (Tune retries the whole trial instead).
@@ -14,7 +16,7 @@
 from __future__ import annotations
 
 TRIAL = 1
-SEARCH_TASK = 0
+SEARCH_TASK = 3
 SCORING_TASK = 1
 LIME_TASK = 1
 TRAIN_RUN = 0

@@ -212,7 +212,7 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
         try:
             done = ray.get(ready[0])
             log(f"{_line(finished, total, done)} ({time_left(finished, total, time.time() - started, first)})")
-        except Exception as exc:  # an infrastructure failure: the search is left undone, to be resumed
+        except Exception as exc:  # the search raised, or its task was lost more often than Ray retries it
             failures += 1
             cause = getattr(exc, "cause", None) or exc
             log(f"[{finished}/{total}] {key}: the search stopped with {type(cause).__name__}: "

@@ -186,3 +186,72 @@ def test_a_study_killed_at_seeded_moments_loses_nothing(tiny_shards, tmp_path):
                        log=tmp_path / "fault.log")
     assert record["kills"] == 3 and record["mid_trial_kills"] >= 1, record
     assert record["searches"] == 4 and record["trials"] == 8 and record["continued_from_checkpoint"] >= 1, record
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (Linux's /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [c for c, p in parents.items() if p == parent]
+        found += children
+        todo += children
+    return found
+
+
+def test_a_search_whose_process_dies_is_run_again_and_continues_by_itself(tiny_shards, tmp_path):
+    """A search's own task dies with its node (here its worker process is killed, as a lost spot node takes it, with
+    the trials it owns): Ray runs the task again, it continues from what the store holds, and the study ends by
+    itself, without --resume, every search sealed once and no logged epoch trained again."""
+    import signal
+
+    from faults import _mid_trial, _snapshot, check_store, study_command
+
+    from search.config import load_study_config
+    from search.layout import TRAIN_DIR
+    from search.study import searches
+
+    uri = str(tmp_path / "results")
+    sets = ["models=[weinet]", "scenarios=[subject_kfold]", "search.space.epochs=[10,10]", "search.scheduler=none",
+            "search.concurrent_searches=1", "search.trials=1"]
+    cfg = load_study_config(SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                    "scenarios": ["subject_kfold"], "search": {
+                                        "space": {"epochs": [10, 10]}, "scheduler": "none", "concurrent_searches": 1,
+                                        "trials": 1}})
+    cmd = [a for a in study_command(SMOKE, uri, str(tiny_shards), sets) if a != "--resume"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    log = tmp_path / "study.log"
+    store = open_store(uri)
+    with open(log, "w") as out:
+        study = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 600
+            while not _mid_trial(snap := _snapshot(store, searches(cfg), TRAIN_DIR), 10):
+                assert study.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            # the search's own worker, among the processes this study started
+            (victim,) = [pid for pid in descendants(study.pid) if command_of(pid).startswith("ray::run_search")]
+            os.kill(victim, signal.SIGKILL)
+            assert study.wait(timeout=600) == 0, log.read_text()[-3000:]
+        finally:
+            if study.poll() is None:
+                os.killpg(study.pid, signal.SIGKILL)
+    assert "2 searches done (0 failed)" in log.read_text(), log.read_text()[-3000:]
+    frozen = {run: {f: b for f, b in snap["epochs"][run].items() if int(f.split(".")[0]) <= last}
+              for run, last in snap["checkpoint"].items()}
+    record = check_store(store, cfg, snap["done"], frozen)
+    assert record["searches"] == 2 and record["trials"] == 2 and record["continued_from_checkpoint"] >= 1, record
