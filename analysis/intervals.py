@@ -44,12 +44,14 @@ def bootstrap_ci(df: pd.DataFrame, names: tuple[str, ...], n_boot: int = 1000, s
 def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: Callable[[pd.DataFrame], float], n_boot: int = 1000,
                      seed: int = 0) -> dict[str, float]:
     """The difference metric(a) - metric(b) on the same images (rows aligned), its 95 % interval and a two-sided
-    p-value (twice the share of resampled differences on the far side of 0), subjects resampled."""
+    p-value (twice the share of resampled differences on the far side of 0, counting the observed difference among
+    them: at least 2/(B+1), since B resamples cannot show a smaller one), subjects resampled."""
     diff = metric(a) - metric(b)
     draws = np.array([metric(a.iloc[idx]) - metric(b.iloc[idx]) for idx in resamples(subject_members(a), n_boot, seed)])
     draws = draws[np.isfinite(draws)]
     if not len(draws):
         return {"difference": float(diff), "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan")}
-    p = min(1.0, 2 * min(np.mean(draws <= 0), np.mean(draws >= 0)))
+    far = min(int(np.sum(draws <= 0)), int(np.sum(draws >= 0)))
+    p = min(1.0, 2 * (far + 1) / (len(draws) + 1))
     return {"difference": float(diff), "ci_low": float(np.percentile(draws, 2.5)),
             "ci_high": float(np.percentile(draws, 97.5)), "p": float(p)}

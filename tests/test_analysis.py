@@ -97,6 +97,18 @@ def test_canonical_warp_puts_landmarks_on_the_template():
     assert share == pytest.approx(chance) == pytest.approx(400 / (80 * 90))
 
 
+def test_a_bootstrap_p_value_is_never_below_what_its_resamples_can_show():
+    """Every resample favours the first network: the p-value is 2/(B+1), not 0."""
+    from analysis.intervals import paired_bootstrap
+
+    n = 40
+    rows = {"label": np.ones(n, int), "subject": [f"s{i}" for i in range(n)], "dataset": "d"}
+    right = pd.DataFrame({**rows, "prob_1": np.full(n, 0.9), "prob_0": np.full(n, 0.1)})
+    wrong = pd.DataFrame({**rows, "prob_1": np.full(n, 0.1), "prob_0": np.full(n, 0.9)})
+    result = paired_bootstrap(right, wrong, lambda d: metrics_of(d)["accuracy"], n_boot=199)
+    assert result["difference"] == 1.0 and result["p"] == pytest.approx(2 / 200)
+
+
 def test_paired_comparisons_count_each_image_once():
     """The external scenario scores the same images once per repeat: five repeats are not five times the data."""
     once, repeated = compare(_paired_rows(1), n_boot=300), compare(_paired_rows(5), n_boot=300)
