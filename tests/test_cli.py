@@ -26,7 +26,7 @@ def assert_one_sentence(result, *fragments):
 @pytest.mark.parametrize("args", [["--help"], ["data", "--help"], ["data", "prepare", "--help"],
                                   ["data", "synth", "--help"], ["data", "inspect", "--help"], ["demo", "--help"],
                                   ["models", "--help"], ["models", "fetch-weights", "--help"], ["search", "run", "--help"],
-                                  ["analyze", "--help"], ["raters", "--help"]])
+                                  ["analyze", "--help"], ["raters", "--help"], ["gpu-check", "--help"]])
 def test_help(args, capsys):
     from cluster.cli import main
 
@@ -38,6 +38,31 @@ def test_help(args, capsys):
 def test_the_console_script_runs():
     r = run("--help")
     assert r.returncode == 0 and "usage: painsearch" in r.stdout
+
+
+def test_the_native_log_is_private_and_never_follows_a_planted_link(tmp_path):
+    """On a shared host another user may plant `$TMPDIR/painsearch-<uid>` or its `native.log` first: a link there is
+    refused with a sentence and the file it points at stays untouched; otherwise the folder is the user's alone."""
+    import os
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    folder = tmp_path / f"painsearch-{os.getuid()}"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("theirs\n")
+    folder.mkdir()
+    (folder / "native.log").symlink_to(victim)
+    assert_one_sentence(run("raters", "missing.csv", env=env), "native.log", "link", "TMPDIR")
+    assert victim.read_text() == "theirs\n"
+    (folder / "native.log").unlink()
+    folder.rmdir()
+    folder.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    assert_one_sentence(run("raters", "missing.csv", env=env), "is not a folder of yours", "TMPDIR")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    folder.unlink()
+    r = run("--help", env=env)
+    assert r.returncode == 0 and (folder.stat().st_mode & 0o777) == 0o700
+    assert ((folder / "native.log").stat().st_mode & 0o777) == 0o600
 
 
 def test_inspect_prints_table_2(tiny_shards):

@@ -42,6 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
 NATIVE_LOG = Path(tempfile.gettempdir()) / f"painsearch-{os.getuid()}" / "native.log"
 
 
+def private_folder(path: Path) -> Path:
+    """`path` as a folder only this user can enter: made so, or refused when it is a link, not a folder, or
+    another user's (on a shared host anyone may plant a name in the temporary folder first)."""
+    import stat
+
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise PainsearchError(f"{path} is not a folder of yours (it is a link, a file or another user's), and "
+                              f"painsearch keeps its native log there; remove it, or set TMPDIR to a folder of your own.")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
 def native_output_to_log() -> None:
     """What C++ code and the libraries print (TensorFlow's and Ray's notices, library warnings) goes to NATIVE_LOG;
     what painsearch prints (progress, the one-sentence errors) stays on the terminal. Both libraries write to file
@@ -49,14 +67,18 @@ def native_output_to_log() -> None:
     `sys.stderr` keeps the terminal. Child processes (a local Ray's) inherit the log."""
     import warnings
 
-    NATIVE_LOG.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(NATIVE_LOG.parent)
+    try:  # never through a link: one planted there would receive the log
+        log = os.open(NATIVE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise PainsearchError(f"{NATIVE_LOG} cannot be opened as painsearch's own log ({exc.strerror}: a link or "
+                              f"another user's file); remove it, or set TMPDIR to a folder of your own.") from exc
     sys.stderr.flush()
     terminal = os.dup(2)
-    log = os.open(NATIVE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 2)
     os.close(log)
     sys.stderr = os.fdopen(terminal, "w", buffering=1)
-    stream = open(NATIVE_LOG, "a", buffering=1)  # noqa: SIM115  (open for the life of the process)
+    stream = os.fdopen(os.dup(2), "a", buffering=1)  # the same file, already opened safely (for the process's life)
     warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: stream.write(
         warnings.formatwarning(message, category, filename, lineno, line))
 
@@ -79,7 +101,11 @@ def program() -> None:
     """The `painsearch` command: the terminal shows painsearch's own lines unless --verbose is anywhere on the line."""
     cluster.local.VERBOSE = "--verbose" in sys.argv[1:]
     if not cluster.local.VERBOSE:
-        native_output_to_log()
+        try:
+            native_output_to_log()
+        except PainsearchError as exc:
+            print(f"painsearch: error: {exc}", file=sys.stderr)
+            sys.exit(2)
     sys.exit(main())
 
 
