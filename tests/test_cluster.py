@@ -124,6 +124,13 @@ def submit_entrypoint(cluster, cwd: Path, seaweed, entrypoint: list[str]) -> sub
         time.sleep(3)
 
 
+def read_the_store_here(monkeypatch, seaweed) -> None:
+    """This process reads what a job wrote to the S3 store, with the nodes' own credentials."""
+    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
+                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
+        monkeypatch.setenv(k, v)
+
+
 def epochs_of(store, key, trial: str) -> list[dict]:
     return [json.loads(store.read_bytes(key.of("train", trial, "epochs"), f))
             for f in store.list(key.of("train", trial, "epochs"))]
@@ -171,9 +178,7 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     job = submit(two_nodes, checkout, uri, seaweed, sets)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "2 searches done (0 failed)" in job.stdout
-    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
-                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
-        monkeypatch.setenv(k, v)
+    read_the_store_here(monkeypatch, seaweed)
     store = open_store(uri)
     cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
                                            "scenarios": ["subject_kfold"]})
@@ -224,9 +229,7 @@ def test_a_trial_given_a_gpu_tensorflow_cannot_see_stops_at_once(two_nodes, seaw
             "resources.cpus_per_worker=0.2", f"resources.runner={runner}"]
     job = submit(two_nodes, ROOT, uri, seaweed, sets)
     assert "2 searches done (2 failed)" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
-    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
-                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
-        monkeypatch.setenv(k, v)
+    read_the_store_here(monkeypatch, seaweed)
     store = open_store(uri)
     cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
                                            "scenarios": ["subject_kfold"]})
@@ -244,9 +247,7 @@ def test_two_workers_on_two_nodes_train_like_two_on_one(two_nodes, seaweed, tiny
     from search.config import load_study_config
     from search.study import searches
 
-    for k, v in {"AWS_ENDPOINT_URL": seaweed["endpoint"], "AWS_ACCESS_KEY_ID": S3_KEY,
-                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}.items():
-        monkeypatch.setenv(k, v)
+    read_the_store_here(monkeypatch, seaweed)
     runs = {}
     for placement in ("STRICT_SPREAD", "STRICT_PACK"):
         uri = f"s3://painsearch/spread-{placement.lower()}"
