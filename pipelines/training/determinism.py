@@ -6,12 +6,12 @@ and never on a CPU. `RULES` lists every such refusal of the TensorFlow this proj
 error message compiled into `libtensorflow_cc.so.2` ("A deterministic GPU implementation of ... is not
 currently available", "Determinism is not yet supported for ...", "Deterministic GPU implementation of ...
 not available") or a kernel the Python API avoids under determinism (the fused cross-entropy ops). Some
-refusals depend on an op's attributes, not its name. The segment reductions (`UnsortedSegmentSum` and the rest)
-are not among them in this release: their GPU kernels switch to deterministic ones when determinism is on
-(`TF_USE_DETERMINISTIC_SEGMENT_REDUCTIONS` forces that even without it), and TensorFlow's own deterministic
-cross-entropy gradient relies on `UnsortedSegmentSum`; the older releases that refused floating-point sums are
-not supported here. `rejected(fn)` finds them in a traced function, counting
+refusals depend on an op's attributes, not its name. `rejected(fn)` finds them in a traced function, counting
 only the ops its outputs depend on: TensorFlow prunes the rest (the gradients of frozen layers) before running.
+
+The segment reductions (`UnsortedSegmentSum` and the rest) are not refused in this release: their GPU kernels
+switch to deterministic ones when determinism is on (`TF_USE_DETERMINISTIC_SEGMENT_REDUCTIONS` forces that even
+without it), and TensorFlow's own deterministic cross-entropy gradient relies on `UnsortedSegmentSum`.
 
 The messages can be listed again after an upgrade with
 `strings -n 20 .venv/lib/python3.11/site-packages/tensorflow/libtensorflow_cc.so.2 | grep -i determinis`.
