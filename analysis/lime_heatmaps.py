@@ -75,10 +75,10 @@ def explain_search(store, shards: str, endpoint: str | None, train: dict[str, An
     from pipelines.models.loader import load_from_store, rebuild
     from pipelines.shards.read import read_rows
     from pipelines.training.data import decode_images, stored_size
-    from pipelines.training.devices import require_given_gpus
+    from pipelines.training import determinism
     from pipelines.training.loop import INFERENCE_BATCH, predict
 
-    require_given_gpus(f"Explaining {train['model']}", bool(train.get("allow_cpu_fallback")))
+    determinism.apply(bool(train.get("deterministic", True)))  # the study's setting, whatever ran here before
     lime = LimeConfig.model_validate(settings)
     rows = read_rows(shards, endpoint, ids, ["image", "landmarks", "dataset"]).to_pandas()
     model = load_from_store(train, store, weights)

@@ -66,9 +66,10 @@ def job_env_vars() -> dict[str, str]:
 
 def launcher_docker_run(docker: dict[str, Any], as_head: bool, nvidia_runtime: bool, home: str = "/home/ray") -> str:
     """The `docker run` line Ray's cluster launcher runs on a node for a config's `docker:` section, rendered by
-    Ray's own `docker_start_cmds`. Its options are merged as `DockerCommandRunner.run_init` merges them (`run_options`
-    then `head_run_options` or `worker_run_options`), and `--runtime=nvidia` is added as `_configure_runtime` adds it
-    on a host with NVIDIA's container runtime whose `nvidia-smi` answers; nothing else touches the GPUs."""
+    Ray's own `docker_start_cmds`. The steps before it need an SSH session to the node and are repeated here as Ray
+    2.60 takes them: the options merged as `DockerCommandRunner.run_init` merges them (`run_options`, then
+    `head_run_options` or `worker_run_options`), and `--runtime=nvidia` added as `_configure_runtime` adds it on a host
+    with NVIDIA's container runtime whose `nvidia-smi` answers (the shared-memory size it may add is left out)."""
     from ray.autoscaler._private.docker import docker_start_cmds
 
     options = list(docker.get("run_options", [])) + list(docker.get(f"{'head' if as_head else 'worker'}_run_options", []))

@@ -22,11 +22,13 @@ def score_test(context: dict[str, Any], train: dict[str, Any], weights: str) -> 
     from pipelines.models.loader import load_from_store
     from pipelines.shards.read import read_rows
     from pipelines.training.data import decode_images
+    from pipelines.training import determinism
     from pipelines.training.devices import require_given_gpus
     from pipelines.training.loop import INFERENCE_BATCH, predict
 
     ctx = TrialContext.from_dict(context)
     require_given_gpus(f"The test scoring of {ctx.key}", bool(train.get("allow_cpu_fallback")))
+    determinism.apply(bool(train.get("deterministic", True)))  # the study's setting, whatever ran here before
     store = ctx.store()
     test = role_ids(fold_table(store, ctx.key))["test"]
     table = read_rows(ctx.shards, ctx.endpoint, test, ["image", "label", "dataset", "subject"])

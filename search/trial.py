@@ -77,12 +77,18 @@ STORAGE_WORDS = ("could not be reached",)
 
 
 def _chain(exc: BaseException):
-    """The exception and its causes: `raise ... from`, Ray's `cause`, Tune's wrapped errors."""
+    """The exception and its causes (`raise ... from`, Ray's `cause`, Tune's wrapped errors), and the errors of the
+    Ray Train workers it reports (`worker_failures`)."""
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or getattr(exc, "cause", None) or exc.__context__
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.append(e.__cause__ or getattr(e, "cause", None) or e.__context__)
+        todo.extend((getattr(e, "worker_failures", None) or {}).values())
 
 
 def error_kind(exc: BaseException | str) -> str:
@@ -106,7 +112,7 @@ def error_kind(exc: BaseException | str) -> str:
             return "out_of_memory"
         if isinstance(e, PainsearchError) and any(w in str(e) for w in STORAGE_WORDS):
             return "storage"
-    return error_kind("".join(traceback.format_exception(exc)))
+    return error_kind(error_text(exc))
 
 
 def error_text(exc: BaseException) -> str:

@@ -80,14 +80,15 @@ def image_env() -> dict[str, str]:
 
 def test_gpu_containers_see_their_cards_and_share_a_compute_cache():
     """Ray's launcher adds only `--runtime=nvidia` on a GPU host; NVIDIA's runtime then exposes no card unless the
-    container asks (`--gpus`) or its image sets NVIDIA_VISIBLE_DEVICES. The worker's rendered `docker run` line asks,
-    the image sets it, every process grows its GPU memory, and CUDA's compute cache is a per-node folder."""
+    container asks (`--gpus`) or its image sets NVIDIA_VISIBLE_DEVICES (python:slim does not). The worker's rendered
+    `docker run` line asks, the image lets CUDA compute, every process grows its GPU memory, and CUDA's compute cache
+    is a per-node folder."""
     worker, head = shlex.split(docker_run(as_head=False)), shlex.split(docker_run(as_head=True))
-    assert worker[:2] == ["docker", "run"] and "--runtime=nvidia" in worker
-    assert worker[worker.index("--gpus") + 1] == "all"
+    assert worker[:2] == ["docker", "run"] and worker[worker.index("--gpus") + 1] == "all"
     assert "--gpus" not in head  # the head is a CPU instance: `--gpus` would fail its container's start
     env = image_env()
-    assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and "compute" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
+    assert "compute" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
+    assert "NVIDIA_VISIBLE_DEVICES" not in env  # which cards a container sees is said where it starts
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     mounts = [worker[i + 1] for i, a in enumerate(worker) if a == "-v"]
     assert any(m.split(":")[1] == env["CUDA_CACHE_PATH"] for m in mounts), mounts
@@ -185,6 +186,20 @@ def test_every_kuberay_pod_fits_the_node_type_it_selects():
     assert allocatable("g5.2xlarge").cpu_m < 8000  # the whole instance never fits
 
 
+def test_each_gpu_pod_runs_as_many_paper_trials_as_its_card_takes():
+    """KubeRay gives Ray a pod's CPU limit as its CPU count unless told otherwise: a card shared by trials of
+    `configs/paper.yaml` must also offer each of them its CPUs, or half the card idles."""
+    from search.config import load_study_config
+
+    resources = load_study_config(ROOT / "configs" / "paper.yaml").resources
+    for group in rayjob()["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
+        container = group["template"]["spec"]["containers"][0]
+        gpus = int(container["resources"]["limits"].get("nvidia.com/gpu", 0))
+        cpus = float(group["rayStartParams"].get("num-cpus", quantity(container["resources"]["limits"]["cpu"]) / 1000))
+        trials = int(gpus / resources.gpus_per_worker) if resources.gpus_per_worker else 0
+        assert trials >= 1 and cpus >= trials * resources.cpus_per_worker, (group["groupName"], cpus, trials)
+
+
 def test_rayjob_manifest_runs_the_study_with_a_token_and_cost_aware_lifetimes():
     job = rayjob()
     spec = job["spec"]
@@ -206,6 +221,9 @@ def test_rayjob_manifest_runs_the_study_with_a_token_and_cost_aware_lifetimes():
     cache = next(v for v in gpu_pod["volumes"] if v["name"] == "cuda-cache")["hostPath"]["path"]
     assert cache == "/var/cache/painsearch-cuda"  # shared by every pod on the node, as the launcher's workers share it
     assert {"name": "cuda-cache", "mountPath": image_env()["CUDA_CACHE_PATH"]} in containers[1]["volumeMounts"]
+    (owner,) = gpu_pod["initContainers"]  # the host folder is made root's; the image's user must write it
+    assert owner["command"] == ["chown", "1000:1000", image_env()["CUDA_CACHE_PATH"]]
+    assert owner["securityContext"]["runAsUser"] == 0 and owner["volumeMounts"][0]["name"] == "cuda-cache"
     assert all(":latest" not in c["image"] for c in containers)
     assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["TF_USE_LEGACY_KERAS"] == "1"
     assert "KubeRay operator >= 1.6" in (DEPLOY / "rayjob.yaml").read_text()

@@ -148,6 +148,7 @@ def test_a_worker_killed_for_memory_is_recorded_as_out_of_memory(ray_local):
     """From Ray's own errors: the memory monitor's OutOfMemoryError, and an actor the kernel kills (SIGKILL)."""
     import ray
     from ray.exceptions import OutOfMemoryError
+    from ray.train.v2.api.exceptions import WorkerGroupError
 
     from search.trial import error_kind
 
@@ -161,6 +162,8 @@ def test_a_worker_killed_for_memory_is_recorded_as_out_of_memory(ray_local):
     assert error_kind(err.value) == "out_of_memory"
     assert error_kind(OutOfMemoryError("Task was killed due to the node running low on memory.")) == "out_of_memory"
     assert error_kind(ValueError("bad")) == "error"
+    # a Ray Train run's error carries its workers' own: one that ran out of memory is classed so
+    assert error_kind(WorkerGroupError("[Rank 0 Error Snippet]: Traceback ...", {0: MemoryError("x")})) == "out_of_memory"
     assert error_kind(PainsearchError("Could not write s3://b/x: the S3 endpoint (x) could not be reached; check")) == "storage"
 
 

@@ -47,7 +47,9 @@ def test_predict_images_a_video_and_bad_inputs(smoke_study, faces, video, tmp_pa
     out = tmp_path / "out"
     code = main(["predict", smoke_study["uri"], *map(str, faces), str(video), str(junk), "--model", "weinet",
                  "--scenario", "subject_kfold", "--out", str(out), "--explain"])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "predict: the network runs on the CPU (TensorFlow sees no GPU)" in printed.out  # the device it used
     table = pd.read_csv(out / "predictions.csv")
     pd.testing.assert_frame_equal(table, pd.read_parquet(out / "predictions.parquet"), check_dtype=False, rtol=1e-6)
     assert list(table.columns) == ["input", "frame", "time_s", "box_x0", "box_y0", "box_x1", "box_y1",
@@ -75,13 +77,14 @@ def test_predict_refuses_a_missing_input_in_one_sentence(smoke_study, tmp_path, 
     assert code == 2 and "--model NAME --scenario" in capsys.readouterr().err
 
 
-def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, tmp_path):
+def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, tmp_path, capsys):
     from analysis.chosen_model import from_folder, from_results
     from analysis.predict import predict
     from pipelines.training.data import decode_images
 
     out = tmp_path / "exported"
     assert main(["export", smoke_study["uri"], "--model", "vgg16", "--scenario", "external", "--out", str(out)]) == 0
+    assert "export: the model is loaded and traced on the CPU (TensorFlow sees no GPU)" in capsys.readouterr().out
     card = json.loads((out / "model_card.json").read_text())
     assert card["scenario"] == "external" and 0 <= card["chance_accuracy"] <= 1
     assert set(card["test_metrics"]["accuracy"]) == {"mean_over_folds", "pooled", "ci95"}

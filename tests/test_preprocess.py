@@ -1,5 +1,6 @@
 import hashlib
 import io
+import os
 
 import numpy as np
 import pytest
@@ -202,6 +203,10 @@ def test_u2net_weights_come_from_the_store_checked_by_their_hash(s3_env, tmp_pat
     store = open_store(uri)
     publish_u2net(store, data)
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "node"))
+    endpoint = os.environ["AWS_ENDPOINT_URL"]  # a prepare config's s3_endpoint, not the environment, names it
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert u2net_weights(uri, endpoint).read_bytes() == data
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     local = u2net_weights(uri)
     assert local.is_relative_to(tmp_path / "node") and local.name == U2NET_FILE and local.read_bytes() == data
     assert_removes_the_dark_half(uri)
@@ -237,6 +242,8 @@ def test_fetched_u2net_weights_are_checked_against_rembgs_hash(tmp_path):
         assert not (tmp_path / "w").exists()
         md5 = hashlib.md5(data).hexdigest()
         assert fetch_u2net(str(tmp_path / "w"), url, md5) is True and fetch_u2net(str(tmp_path / "w"), url, md5) is False
+        (tmp_path / "w" / U2NET_FILE).write_bytes(data[:-100])  # damaged after it was fetched: fetched again
+        assert fetch_u2net(str(tmp_path / "w"), url, md5) is True
     finally:
         server.shutdown()
     assert (tmp_path / "w" / U2NET_FILE).read_bytes() == data

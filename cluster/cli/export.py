@@ -7,7 +7,9 @@ import argparse
 
 def _export(args: argparse.Namespace) -> int:
     from analysis.export import export
+    from pipelines.training.devices import describe
 
+    print(f"export: the model is loaded and traced {describe()}")
     out = export(args.results, args.network, args.scenario, args.out, fold=args.fold)
     print(f"export: {out}/model (tf-keras SavedModel) and {out}/model_card.md")
     return 0

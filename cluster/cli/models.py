@@ -11,7 +11,7 @@ def _models(args: argparse.Namespace) -> int:
         from pipelines.models.weights import fetch_weights
 
         written = fetch_weights(args.to, args.models, args.mirror)
-        if args.u2net:
+        if args.u2net or args.u2net_url:
             from pipelines.preprocess.background import U2NET_FILE, fetch_u2net
 
             if fetch_u2net(args.to, args.u2net_url):
@@ -48,5 +48,5 @@ def add(sub) -> None:
     fw.add_argument("--from", dest="mirror", default=None, metavar="URL", help="a mirror of Keras's application weights")
     fw.add_argument("--u2net", action="store_true", help="also fetch u2net_human_seg.onnx (background removal)")
     fw.add_argument("--u2net-from", dest="u2net_url", default=None, metavar="URL",
-                    help="where to fetch u2net_human_seg.onnx from (default: rembg's release)")
+                    help="where to fetch u2net_human_seg.onnx from (implies --u2net; default: rembg's release)")
     fw.set_defaults(fn=_models)

@@ -11,8 +11,10 @@ from pipelines.progress import Progress
 def _predict(args: argparse.Namespace) -> int:
     from analysis.chosen_model import resolve
     from analysis.predict import predict
+    from pipelines.training.devices import describe
 
     chosen = resolve(args.model, args.network, args.scenario, args.fold)
+    print(f"predict: the network runs {describe()}")
     bar = None
 
     def progress(done: int, total: int, seconds: float) -> None:

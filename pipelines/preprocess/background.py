@@ -61,14 +61,15 @@ def _grabcut(img: np.ndarray, box: tuple[float, float, float, float]) -> tuple[n
     return out, True
 
 
-def u2net_weights(u2net_dir: str | None) -> Path:
+def u2net_weights(u2net_dir: str | None, endpoint: str | None = None) -> Path:
     """Where the U2-Net human-segmentation weights are, or the sentence that says how to get them. `u2net_dir` is a
     local folder, or a store (`s3://bucket/prefix`) that `painsearch models fetch-weights --u2net` filled: each
-    node copies the file from there once, checked by its hash, into rembg's model folder."""
+    node copies the file from there once, checked by its hash, into rembg's model folder (`endpoint`: the S3
+    endpoint of the prepare config, else `AWS_ENDPOINT_URL`)."""
     from rembg.sessions.u2net_human_seg import U2netHumanSegSession
 
     if u2net_dir and "://" in u2net_dir:
-        return _u2net_from_store(u2net_dir, Path(U2netHumanSegSession.model_dir()) / U2NET_FILE)
+        return _u2net_from_store(u2net_dir, Path(U2netHumanSegSession.model_dir()) / U2NET_FILE, endpoint)
     if u2net_dir:
         path = Path(u2net_dir).expanduser() / U2NET_FILE
     else:
@@ -87,18 +88,26 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _u2net_from_store(uri: str, local: Path) -> Path:
+def _stored_hash(store) -> str | None:
+    """The sha256 recorded beside a store's U2-Net weights, or None when it holds no whole copy."""
+    if not (store.exists(U2NET_FILE) and store.exists(U2NET_HASH_FILE)):
+        return None
+    words = store.read_bytes(U2NET_HASH_FILE).decode(errors="replace").split()
+    return words[0] if words else None
+
+
+def _u2net_from_store(uri: str, local: Path, endpoint: str | None = None) -> Path:
     """The store's U2-Net weights as a local file: the copy already on this node if its hash is the one recorded
     in the store, else a fresh copy, checked before it replaces anything."""
     from pipelines.storage import open_store
 
-    store = open_store(uri)
-    if not (store.exists(U2NET_FILE) and store.exists(U2NET_HASH_FILE)):
+    store = open_store(uri, endpoint)
+    expected = _stored_hash(store)
+    if expected is None:
         raise PainsearchError(
             f"Background removal 'u2net_human_seg' needs {U2NET_FILE} and its hash {U2NET_HASH_FILE} in {uri}, which "
             f"are missing; fill it once with `painsearch models fetch-weights --to {uri} --u2net` where the internet "
             f"is reachable, or choose --background grabcut or none.")
-    expected = store.read_bytes(U2NET_HASH_FILE).decode().split()[0]
     if local.is_file() and _sha256(local.read_bytes()) == expected:
         return local
     data = store.read_bytes(U2NET_FILE)
@@ -123,22 +132,24 @@ def publish_u2net(store, data: bytes) -> None:
 
 
 def fetch_u2net(to: str, url: str | None = None, md5: str = U2NET_MD5) -> bool:
-    """Download the U2-Net weights once into a folder or store, checked against rembg's md5; False if present."""
+    """Download the U2-Net weights once into a folder or store, checked against rembg's md5; False when a whole copy
+    whose bytes match its recorded hash is there already (a damaged or partial one is fetched again)."""
     from pipelines.models.weights import download
     from pipelines.storage import open_store
 
     store = open_store(to)
-    if store.exists(U2NET_HASH_FILE):
+    expected = _stored_hash(store)
+    if expected is not None and _sha256(store.read_bytes(U2NET_FILE)) == expected:
         return False
     publish_u2net(store, download(url or U2NET_URL, md5, U2NET_FILE, to, "rembg checks its own download against"))
     return True
 
 
-def _u2net(cfg: PreprocessConfig, threads: int) -> BackgroundRemover:
+def _u2net(cfg: PreprocessConfig, threads: int, endpoint: str | None = None) -> BackgroundRemover:
     import onnxruntime as ort
     from rembg.sessions.u2net_human_seg import U2netHumanSegSession
 
-    weights = u2net_weights(cfg.u2net_dir)
+    weights = u2net_weights(cfg.u2net_dir, endpoint)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -161,9 +172,9 @@ def _u2net(cfg: PreprocessConfig, threads: int) -> BackgroundRemover:
     return remove
 
 
-def background_remover(cfg: PreprocessConfig, threads: int = 1) -> BackgroundRemover:
+def background_remover(cfg: PreprocessConfig, threads: int = 1, endpoint: str | None = None) -> BackgroundRemover:
     if cfg.background == "u2net_human_seg":
-        return _u2net(cfg, threads)
+        return _u2net(cfg, threads, endpoint)
     if cfg.background == "grabcut":
         return _grabcut
     return _no_background

@@ -38,10 +38,10 @@ class Processed:
 class Preprocessor:
     """Built once per worker: the detector and the background model load here, not per image."""
 
-    def __init__(self, cfg: PreprocessConfig, threads: int = 1) -> None:
+    def __init__(self, cfg: PreprocessConfig, threads: int = 1, endpoint: str | None = None) -> None:
         self.cfg = cfg
         self.detector = FaceDetector(cfg, threads)
-        self.remove_background = background_remover(cfg, threads)
+        self.remove_background = background_remover(cfg, threads, endpoint)
 
     def __call__(self, data: bytes) -> Processed:
         """One source file (its bytes)."""

@@ -113,7 +113,7 @@ class ChunkWorker:
         self.cfg = PreprocessConfig.model_validate(cfg)
         self.settings = settings(self.cfg)
         self.store = open_store(out, endpoint)
-        self.pre = Preprocessor(self.cfg, threads)
+        self.pre = Preprocessor(self.cfg, threads, endpoint)
 
     def run(self, chunk: dict[str, Any]) -> dict[str, Any]:
         rows, rejected = [], []
@@ -201,7 +201,7 @@ def check_inputs(cfg: PrepareConfig) -> tuple[bytes, list[Listing]]:
     if cfg.preprocess.background == "u2net_human_seg":
         from pipelines.preprocess.background import u2net_weights
 
-        u2net_weights(cfg.preprocess.u2net_dir)
+        u2net_weights(cfg.preprocess.u2net_dir, cfg.s3_endpoint)
     open_store(cfg.out, cfg.s3_endpoint).check_writable()
     return key, listings
 

@@ -138,7 +138,7 @@ def reachable_nodes(graph_def, roots: list[str]) -> list[tuple[str, Any]]:
             node = by_name[name]
             found.append((function, node))
             todo.extend(_source(i) for i in node.input)
-            for called in _called(node):
+            for called in [*_called(node), node.op]:  # a node may also be a call of a library function by name
                 if called in library and called not in seen_functions:
                     seen_functions.add(called)
                     f = library[called]

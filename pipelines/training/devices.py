@@ -48,13 +48,10 @@ def build_info() -> dict[str, Any]:
 
 
 def where_native_log() -> str:
-    """Where this process's TensorFlow messages go: Ray's log of this worker, or painsearch's native log."""
-    if given_gpus():
-        import ray
+    """Where the TensorFlow messages of this Ray worker go (the stop below is only ever made in one)."""
+    import ray
 
-        ctx = ray.get_runtime_context()
-        return f"`ray logs worker --pid {os.getpid()} --node-id {ctx.get_node_id()} --err`"
-    return f"{os.environ.get('TMPDIR', '/tmp')}/painsearch-{os.getuid()}/native.log"
+    return f"`ray logs worker --pid {os.getpid()} --node-id {ray.get_runtime_context().get_node_id()} --err`"
 
 
 def require_given_gpus(what: str, allow_cpu_fallback: bool = False) -> list:
@@ -77,7 +74,7 @@ def require_given_gpus(what: str, allow_cpu_fallback: bool = False) -> list:
 
 
 def describe() -> str:
-    """One line for a user: the device this process computes on."""
+    """For a user (`predict`, `export`): the device this process computes on."""
     seen = tensorflow_gpus()
     if not seen:
         return "on the CPU (TensorFlow sees no GPU)"

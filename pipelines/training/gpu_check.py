@@ -70,8 +70,8 @@ def check_network(name: str, size: int | None, steps: int, batch: int, mixed_pre
 
     from pipelines.bootstrap import tensorflow
     from pipelines.config import TrainConfig
-    from pipelines.training import checkpoint, determinism
-    from pipelines.training.loop import compile_model, numpy_batches
+    from pipelines.training import determinism
+    from pipelines.training.loop import compile_model
 
     tf = tensorflow()
     spec = get_spec(name)
@@ -85,11 +85,34 @@ def check_network(name: str, size: int | None, steps: int, batch: int, mixed_pre
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (steps * batch, size, size, 3)).astype(np.float32)
     y = (np.arange(len(x)) % 2).astype(np.int64)
-    out: dict[str, Any] = {"network": name, "size": size, "finetune_depth": depth, "batch": batch, "steps": steps}
+    out: dict[str, Any] = {"network": name, "size": size, "finetune_depth": depth, "batch": batch, "steps": steps,
+                           "refused_ops": [], "error": ""}
     t = time.perf_counter()
     model = compile_model(cfg, tf.distribute.get_strategy())
     out["build_s"] = time.perf_counter() - t
-    epochs = numpy_batches(x, y, batch, cfg.seed)
+    if deterministic:  # before anything runs: a refused op stops the first step on a GPU
+        images = tf.TensorSpec((None, size, size, 3), tf.float32)
+        step = tf.function(lambda a, b, w: model.train_step((a, b, w))).get_concrete_function(
+            images, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32))
+        out["refused_ops"] = [str(f) for f in determinism.rejected(step)]
+    try:
+        if not out["refused_ops"]:
+            out.update(_timings(model, x, y, batch, steps, cfg.seed))
+    except tf.errors.OpError as exc:  # out of memory, a kernel that fails: the row says which, the check goes on
+        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    finally:
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+    return out
+
+
+def _timings(model, x: np.ndarray, y: np.ndarray, batch: int, steps: int, seed: int) -> dict[str, float]:
+    """What a trial pays per part, on arrays already in memory."""
+    from pipelines.training import checkpoint
+    from pipelines.training.loop import numpy_batches
+
+    out: dict[str, float] = {}
+    epochs = numpy_batches(x, y, batch, seed)
     t = time.perf_counter()
     for _ in epochs(0):  # the host's part of an epoch: the order, the copies, the dataset
         pass
@@ -108,12 +131,6 @@ def check_network(name: str, size: int | None, steps: int, batch: int, mixed_pre
         checkpoint.save(model, tmp, 0, {})
         out["checkpoint_s"] = time.perf_counter() - t
         out["checkpoint_mb"] = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)) / 2**20
-    images = tf.TensorSpec((None, size, size, 3), tf.float32)
-    step = tf.function(lambda a, b, w: model.train_step((a, b, w))).get_concrete_function(
-        images, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32))
-    out["refused_ops"] = [str(f) for f in determinism.rejected(step)] if deterministic else []
-    keras.backend.clear_session()
-    keras.mixed_precision.set_global_policy("float32")
     return out
 
 
@@ -133,7 +150,8 @@ def run(models: list[str] | None = None, size: int | None = None, steps: int = 1
     problems = []
     for n in names if on_gpu or not expect_gpu else []:  # no GPU where one is expected: say so at once
         row = check_network(n, size, steps, batch, on_gpu, deterministic)
-        log(f"gpu-check: {n} done ({row['images_per_s']:.0f} images/s)")
+        log(f"gpu-check: {n} " + (f"done ({row['images_per_s']:.0f} images/s)" if "images_per_s" in row
+                                  else f"failed: {row['error'] or row['refused_ops'][0]}"))
         report["networks"].append(row)
     if expect_gpu and not on_gpu:
         problems.append("TensorFlow sees no GPU on this machine (its CUDA build: "
@@ -144,6 +162,10 @@ def run(models: list[str] | None = None, size: int | None = None, steps: int = 1
     if refused:
         problems.append(f"{len(refused)} network(s) hold ops a GPU refuses under determinism ({refused[0]}); report "
                         "it, or set train.deterministic: false")
+    failed = [f"{r['network']}: {r['error']}" for r in report["networks"] if r["error"]]
+    if failed:
+        problems.append(f"{len(failed)} network(s) failed to train ({failed[0]}); a network that runs out of memory "
+                        "needs a smaller batch or a whole card")
     report["ready"] = not problems
     report["problems"] = problems
     return report
@@ -163,12 +185,17 @@ def table(report: dict[str, Any]) -> str:
                  f"{'on' if report['mixed_precision'] else 'off'}; deterministic {report['deterministic']}")
     lines.append(f"{'network':<13}{'size':>5}{'build s':>9}{'trace s':>9}{'step s':>9}{'img/s':>9}{'host/epoch s':>14}"
                  f"{'ckpt s':>8}{'ckpt MB':>9}  refused ops")
+    timed = [r for r in report["networks"] if "step_s" in r]
     for r in report["networks"]:
+        if "step_s" not in r:
+            lines.append(f"{r['network']:<13}{r['size']:>5}{r['build_s']:>9.2f}  not run: "
+                         f"{r['error'] or r['refused_ops'][0]}")
+            continue
         lines.append(f"{r['network']:<13}{r['size']:>5}{r['build_s']:>9.2f}{r['trace_s']:>9.2f}{r['step_s']:>9.3f}"
                      f"{r['images_per_s']:>9.0f}{r['host_epoch_s']:>14.3f}{r['checkpoint_s']:>8.2f}"
                      f"{r['checkpoint_mb']:>9.1f}  {len(r['refused_ops'])}")
-    if report["networks"]:
-        lines.append(f"median step {statistics.median(r['step_s'] for r in report['networks']):.3f} s")
+    if timed:
+        lines.append(f"median step {statistics.median(r['step_s'] for r in timed):.3f} s")
     lines.append("ready" if report["ready"] else "NOT READY: " + "; ".join(report["problems"]))
     return "\n".join(lines)
 
