@@ -38,12 +38,39 @@ def tensorflow():
     """The `tensorflow` module, imported with the settings above in place; what every TensorFlow user calls.
 
     Every GPU it sees gets memory growth before anything touches it: by default TensorFlow takes a whole card's
-    memory, so of two trials given half a card each the second would run out of memory."""
+    memory, so of two trials given half a card each the second would run out of memory. In a Ray task or actor,
+    TensorFlow's thread pools are sized from the CPUs Ray gave it (`ray_cpu_threads`), not from the node's cores,
+    so trials that share a node do not oversubscribe it."""
     import tensorflow as tf
 
+    threads = ray_cpu_threads()
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow runs already in this process: its pools were sized then
+            pass
     for device in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(device, True)
         except RuntimeError:  # the device is initialised already: growth was set then, or cannot change now
             pass
     return tf
+
+
+def ray_cpu_threads() -> int | None:
+    """Threads for each of TensorFlow's pools in a Ray worker: the CPUs Ray gave it, rounded up, at least one;
+    None outside a Ray worker (a driver, a notebook) or in one given no CPU, where TensorFlow keeps its default."""
+    if "ray" not in sys.modules:
+        return None
+    import math
+
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    except AssertionError:  # Ray answers only in a worker: this is the driver
+        return None
+    return max(1, math.ceil(cpus - 1e-9)) if cpus > 0 else None

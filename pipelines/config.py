@@ -108,9 +108,10 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str):
         raise explain(exc, where) from exc
 
 
-def resolve_path(base: Path, value: str | None) -> str | None:
-    """A config's path relative to the config file's folder; URIs and absolute paths stay as they are."""
-    if not value or "://" in value:
+def resolve_path(base: Path, value: Any) -> Any:
+    """A config's path relative to the config file's folder; URIs and absolute paths stay as they are, and so does
+    anything that is not text (validation then says what the field expects)."""
+    if not isinstance(value, str) or not value or "://" in value:
         return value
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
@@ -120,8 +121,8 @@ def prepare_config(data: dict[str, Any], base: Path | None = None, where: str = 
     """Validate a mapping into a `PrepareConfig`; relative paths are taken from `base`."""
     data = dict(data)
     if base is not None:
-        sources = dict(data.get("sources") or {})
-        data["sources"] = {k: resolve_path(base, v) for k, v in sources.items()}
+        if isinstance(data.get("sources"), dict):
+            data["sources"] = {k: resolve_path(base, v) for k, v in data["sources"].items()}
         data["out"] = resolve_path(base, data.get("out"))
         if data.get("subject_key_file"):
             data["subject_key_file"] = resolve_path(base, data["subject_key_file"])
@@ -172,6 +173,9 @@ class TrainSettings(Strict):
                                                   "the same hardware; false lets cuDNN pick its fastest kernels")
     allow_cpu_fallback: bool = Field(False, description="a run Ray gave a GPU that TensorFlow cannot see trains on the "
                                                          "CPU instead of stopping (nodes that declare GPUs they lack)")
+    checkpoint_every_s: float = Field(300.0, ge=0, description="a run writes its weights when an epoch improves on its "
+                                      "best, at its end, and else after this many seconds of training since the last "
+                                      "write (what a kill can cost it); 0: after every epoch")
 
 
 class TrainConfig(TrainSettings):

@@ -14,6 +14,7 @@ metrics under `train/<trial>/epochs/`, its best-ranked and latest checkpoints un
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -53,7 +54,7 @@ def kept_states(store: Store, run: str) -> dict[str, dict[str, Any]]:
     or whose epoch was never logged does not count: that epoch is trained again from the one before."""
     import json
 
-    from pipelines.training.ray_train import EPOCHS_DIR
+    from search.layout import EPOCHS_DIR, epoch_file
 
     logged = set(store.list(run, EPOCHS_DIR))
     out = {}
@@ -61,7 +62,7 @@ def kept_states(store: Store, run: str) -> dict[str, dict[str, Any]]:
         if not {checkpoint.WEIGHTS_FILE, checkpoint.STATE_FILE} <= set(store.list(run, d)):
             continue
         state = json.loads(store.read_bytes(run, d, checkpoint.STATE_FILE))
-        if f"{int(state['epoch']):04d}.json" in logged:
+        if epoch_file(state["epoch"]) in logged:
             out[d] = state
     return out
 
@@ -86,7 +87,7 @@ def resume_point(store: Store, run: str, cfg) -> tuple[str | None, dict[str, Any
     again in place of training: Tune needs a result, and its record of the run may predate the kill."""
     import json
 
-    from pipelines.training.ray_train import EPOCHS_DIR
+    from search.layout import EPOCHS_DIR, epoch_file
 
     latest = latest_checkpoint(store, run)
     if latest is None:
@@ -94,12 +95,12 @@ def resume_point(store: Store, run: str, cfg) -> tuple[str | None, dict[str, Any
     state = kept_states(store, run)[latest]
     if not checkpoint.finished(state, cfg.epochs, cfg.monitor, cfg.patience):
         return latest, None
-    return latest, json.loads(store.read_bytes(run, EPOCHS_DIR, f"{int(state['epoch']):04d}.json"))
+    return latest, json.loads(store.read_bytes(run, EPOCHS_DIR, epoch_file(state["epoch"])))
 
 
 def fold_arrays(ctx, fold) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The fold's (train, val) images decoded at the trial's size, from this actor's cache when its last trial
-    trained on the same fold: the shards are read and decoded once per actor and fold."""
+    """The fold's (train, val) images decoded at the trial's size as uint8, from this actor's cache when its last
+    trial trained on the same fold: the shards are read and decoded once per actor and fold."""
     from pipelines.shards.read import read_rows
     from pipelines.training.data import decode_images
     from search.folds import role_ids
@@ -110,7 +111,7 @@ def fold_arrays(ctx, fold) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
         _FOLD_CACHE.clear()
         table = read_rows(ctx.shards, ctx.endpoint, ids["train"] | ids["val"], ["image", "label"])
         keys = np.asarray(table.column("image_id").to_pylist())
-        x = decode_images(table.column("image").to_pylist(), int(ctx.train["size"]))
+        x = decode_images(table.column("image").to_pylist(), int(ctx.train["size"]), np.uint8)
         y = np.asarray(table.column("label").to_pylist(), dtype=np.int64)
         train = np.isin(keys, sorted(ids["train"]))
         _FOLD_CACHE[key] = ((x[train], y[train]), (x[~train], y[~train]))
@@ -162,6 +163,8 @@ def run_inline(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> No
         fit_arrays(cfg, train, val, report, restore, reuse_model=True)
     finally:  # the actor runs the search's next trial: this one's graphs go (its network is kept, reset, for it)
         keras_state.release(before)
+        if restore:
+            shutil.rmtree(restore, ignore_errors=True)
 
 
 def run_ray_train(ctx, cfg, run: str, store: Store, fold, latest: str | None) -> None:

@@ -76,7 +76,7 @@ def test_class_weights_and_oversampling():
 
 def test_local_loop_repeats_exactly(arrays, tmp_path):
     train, val = arrays
-    cfg = train_config({**CFG, "epochs": 3})
+    cfg = train_config({**CFG, "epochs": 3, "checkpoint_every_s": 0})  # every epoch's checkpoint
     _, h1 = fit_local(cfg, train, val, checkpoint_dir=str(tmp_path / "ck"))
     _, h2 = fit_local(cfg, train, val)
     assert [r["val_loss"] for r in h1] == [r["val_loss"] for r in h2]  # seeded CPU runs repeat exactly
@@ -84,6 +84,60 @@ def test_local_loop_repeats_exactly(arrays, tmp_path):
     # continue from the epoch-1 checkpoint: the run goes on with epoch 2
     _, h3 = fit_local(cfg, train, val, restore_dir=str(tmp_path / "ck" / "epoch-0001"))
     assert [r["epoch"] for r in h3] == [2]
+
+
+@pytest.mark.parametrize("every_s", [0, 3600])
+def test_weights_are_written_when_they_may_be_chosen_and_on_a_schedule(arrays, tmp_path, every_s):
+    """With a long schedule, a run writes its weights only at the epochs that improved on its best and at its
+    last epoch (what can be chosen, and where a finished run is seen to be finished); with 0, at every epoch.
+    Each epoch's record says how many bytes it wrote."""
+    train, val = arrays
+    cfg = train_config({**CFG, "epochs": 6, "checkpoint_every_s": every_s})
+    _, history = fit_local(cfg, (train[0][:64], train[1][:64]), (val[0][:32], val[1][:32]),
+                           checkpoint_dir=str(tmp_path / "ck"))
+    written = sorted(int(d.name.split("-")[1]) for d in (tmp_path / "ck").iterdir())
+    improved = [r["epoch"] for r in history if r["best_epoch"] == r["epoch"]]
+    expected = list(range(6)) if every_s == 0 else sorted({*improved, 5})
+    assert written == expected, (written, history)
+    assert [r["epoch"] for r in history if r["checkpoint_bytes"] > 0] == expected
+    if every_s:
+        assert len(written) < 6, "every epoch improved: the test shows nothing; change its seed or sizes"
+
+
+def test_an_epochs_batches_are_gathered_in_a_seeded_order_without_a_copy_of_the_images():
+    """Each epoch's order depends on the seed and the epoch alone (so a restarted run sees what an unbroken one
+    would), repeated rows (oversampling) are gathered from the one tensor, and uint8 images stay uint8."""
+    from pipelines.training.loop import numpy_batches
+
+    x = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    y = np.arange(10) % 2
+    rows = np.array([0, 1, 2, 3, 3, 3, 4, 5, 6, 7, 8, 9])
+
+    def seen(data) -> tuple[np.ndarray, np.ndarray]:
+        batches = list(data.as_numpy_iterator())
+        assert all(b[0].dtype == np.uint8 and len(b[0]) <= 4 for b in batches)
+        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+    epochs = numpy_batches(x, y, 4, seed=7, rows=rows)
+    for epoch in (0, 1, 5):
+        order = rows[np.random.default_rng([7, epoch]).permutation(len(rows))]
+        images, labels = seen(epochs(epoch))
+        assert (images == x[order]).all() and (labels == y[order]).all()
+        again = seen(numpy_batches(x, y, 4, seed=7, rows=rows)(epoch))  # a restarted run
+        assert (again[0] == images).all()
+    assert not (seen(epochs(0))[0] == seen(epochs(1))[0]).all()
+
+
+def test_uint8_images_train_exactly_as_float_images(arrays):
+    """The fold cache keeps uint8 images (a quarter of float32's memory) and the model casts them: training and
+    validation give the same numbers as the float32 images they came from, oversampled too."""
+    train, val = arrays
+    cfg = train_config({**CFG, "epochs": 2, "imbalance": "oversample"})
+    small = (train[0][:48], train[1][:48]), (val[0][:24], val[1][:24])
+    _, floats = fit_local(cfg, *small)
+    _, uint8s = fit_local(cfg, *[(x.astype(np.uint8), y) for x, y in small])
+    assert [r["val_loss"] for r in floats] == [r["val_loss"] for r in uint8s]
+    assert [r["train_loss"] for r in floats] == [r["train_loss"] for r in uint8s]
 
 
 @pytest.mark.parametrize("network", [
@@ -214,6 +268,24 @@ def test_two_workers_under_ray_train(ray_local, learn_shards, arrays, tmp_path):
     with result.checkpoint.as_directory() as d:
         saved = json.loads((Path(d) / STATE_FILE).read_text())["epoch"]
     assert [h["epoch"] for h in read_epochs(str(tmp_path), "two-continued")] == list(range(saved + 1, TWO_EPOCHS + 1))
+
+
+def test_tensorflows_thread_pools_follow_the_cpus_ray_gave(ray_local):
+    """A trial given half a CPU runs TensorFlow with one thread per pool, one given two CPUs with two: not one
+    per core of the node, which trials sharing the node would oversubscribe."""
+    import ray
+
+    @ray.remote(max_calls=1)  # a fresh process each: a pool's size is fixed once TensorFlow runs
+    def pools() -> tuple[int, int]:
+        from pipelines.bootstrap import tensorflow
+
+        tf = tensorflow()
+        tf.constant(1.0) + 1  # TensorFlow runs, with its pools as set
+        return (tf.config.threading.get_intra_op_parallelism_threads(),
+                tf.config.threading.get_inter_op_parallelism_threads())
+
+    assert ray.get(pools.options(num_cpus=0.5).remote()) == (1, 1)
+    assert ray.get(pools.options(num_cpus=2).remote()) == (2, 2)
 
 
 def test_oversampling_a_ray_dataset(ray_local, tiny_shards):

@@ -47,10 +47,13 @@ def optimizer(cfg: TrainConfig):
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Direct calls, not `predict`: each worker scores the whole set with no collective ops. A kept model runs its
     kept traced pass (`model_cache.inference`)."""
+    import tensorflow as tf
+
     forward = model_cache.inference(model)
     if forward is None:
         forward = lambda batch: model(batch, training=False)  # noqa: E731
-    outs = [forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+    # uint8 images are cast where the model runs (eager ops go to the GPU when there is one)
+    outs = [forward(tf.cast(x[i : i + batch_size], tf.float32)).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
 
 
@@ -83,11 +86,12 @@ def run(
     started_at: float | None = None,
     reuse_model: bool = False,
 ):
-    """Train and evaluate, epoch by epoch; `report(metrics, checkpoint_dir)` after each epoch.
+    """Train and evaluate, epoch by epoch; `report(metrics, checkpoint_dir)` after each epoch, with a checkpoint
+    (else None) when the epoch is the best so far, the last, or `cfg.checkpoint_every_s` after the last one.
 
     `epoch_data(epoch)` returns a `tf.data.Dataset` of (image, label) batches for this worker. Each
     checkpoint holds the weights and the state (`pipelines.training.checkpoint`), so a restarted run
-    continues where it stopped. Without `val` (a refit on all training data) every epoch counts as the
+    continues from its latest checkpoint. Without `val` (a refit on all training data) every epoch counts as the
     best so far and nothing stops early. With `reuse_model` a process that trains one trial after another builds
     each network once (`pipelines.training.model_cache`).
     """
@@ -108,6 +112,7 @@ def run(
         model.load_weights(str(Path(restore_dir) / checkpoint.WEIGHTS_FILE))
         state = checkpoint.read_state(restore_dir)
         start, patience = state["epoch"] + 1, Patience.restore(cfg.monitor, patience.patience, state)
+    last_saved = time.perf_counter()
     for epoch in range(start, cfg.epochs if not patience.stop else start):
         t_fit = time.perf_counter()
         history = model.fit(epoch_data(epoch), epochs=1, verbose=0, class_weight=class_weight)
@@ -126,11 +131,16 @@ def run(
                         "time_since_start_s": time.perf_counter() - started_at,
                         "loop_began_at": began_at})
         metrics["stopped_early"] = bool(patience.stop and epoch < cfg.epochs - 1)
+        # the weights are written when they may be chosen (the best so far), when the run ends, and else on a
+        # schedule that bounds what a kill can cost: a restarted run continues from the latest written epoch
+        due = (improved or patience.stop or epoch == cfg.epochs - 1
+               or time.perf_counter() - last_saved >= cfg.checkpoint_every_s)
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
-            if is_chief:
+            if is_chief and due:
                 checkpoint.save(model, tmp, epoch, patience.state())
-                saved = tmp
+                saved, last_saved = tmp, time.perf_counter()
+            metrics["checkpoint_bytes"] = sum(f.stat().st_size for f in Path(tmp).iterdir()) if saved else 0
             report(metrics, saved)
         if patience.stop:
             break
@@ -143,13 +153,27 @@ def _always(patience: Patience, epoch: int) -> bool:
     return True
 
 
-def numpy_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Callable[[int], Any]:
-    """Arrays in memory as the loop's `epoch_data`: a new seeded order every epoch."""
+def numpy_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                  rows: np.ndarray | None = None) -> Callable[[int], Any]:
+    """Arrays in memory as the loop's `epoch_data`: the `rows` of `x` and `y` (all of them by default, repeats
+    allowed) in a new seeded order every epoch, the same after a restart.
+
+    The images become one tensor in host memory once per run; an epoch shuffles indices and gathers each batch from
+    that tensor while the previous batch trains, so no epoch copies the images. uint8 images stay uint8 up to the
+    model, whose input layer casts them on the device."""
     import tensorflow as tf
 
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+    with tf.device("/CPU:0"):  # where tf.data runs; a GPU keeps its memory for the network
+        images, labels = tf.constant(x), tf.constant(y)
+
+    def gather(idx):
+        return tf.gather(images, idx), tf.gather(labels, idx)
+
     def epoch_data(epoch: int):
-        order = np.random.default_rng([seed, epoch]).permutation(len(x))
-        return tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(batch_size)
+        order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+        return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(gather)
+                .prefetch(tf.data.AUTOTUNE))
 
     return epoch_data
 
@@ -167,12 +191,10 @@ def fit_arrays(
 
     tf = tensorflow()
     x, y = train
-    if cfg.imbalance == "oversample":
-        keep = oversample(y, cfg.seed)
-        x, y = x[keep], y[keep]
+    rows = oversample(y, cfg.seed) if cfg.imbalance == "oversample" else None
     weights = class_weights(y, cfg.n_classes) if cfg.imbalance == "class_weight" else None
     determinism.apply(cfg.deterministic)
-    return run(cfg, tf.distribute.get_strategy(), numpy_batches(x, y, cfg.batch_size, cfg.seed), val, report,
+    return run(cfg, tf.distribute.get_strategy(), numpy_batches(x, y, cfg.batch_size, cfg.seed, rows), val, report,
                restore_dir, weights, reuse_model=reuse_model)
 
 

@@ -24,6 +24,11 @@ from pipelines.training.data import DECODE_CPUS, class_weights, decode_batch, ov
 EPOCHS_DIR = "epochs"  # <run>/epochs/<epoch>.json: every epoch's metrics, beside Ray's own records
 
 
+def epoch_file(epoch: int) -> str:
+    """The name of an epoch's metrics file under `EPOCHS_DIR` (they sort in epoch order)."""
+    return f"{int(epoch):04d}.json"
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs (the trainer's backend sets TF_CONFIG for the strategy)."""
     started_at = time.perf_counter()
@@ -63,15 +68,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # a restarted worker group gets the run's latest checkpoint; a new run can be told where to start
     restore = ray.train.get_checkpoint() or config.get("resume_from")
-    restore_dir = None
-    if restore:
-        with restore.as_directory() as d:
-            restore_dir = tempfile.mkdtemp()
-            for f in Path(d).iterdir():
-                (Path(restore_dir) / f.name).write_bytes(f.read_bytes())
     determinism.apply(cfg.deterministic)
-    run(cfg, strategy, epoch_data, val, report, restore_dir, config.get("class_weight"), is_chief=ctx.get_world_rank() == 0,
-        started_at=started_at)
+    with tempfile.TemporaryDirectory(prefix="painsearch-restore-") as restore_dir:
+        if restore:
+            with restore.as_directory() as d:
+                for f in Path(d).iterdir():
+                    (Path(restore_dir) / f.name).write_bytes(f.read_bytes())
+        run(cfg, strategy, epoch_data, val, report, restore_dir if restore else None, config.get("class_weight"),
+            is_chief=ctx.get_world_rank() == 0, started_at=started_at)
 
 
 def where() -> dict[str, Any]:
@@ -102,7 +106,7 @@ def epoch_log_callback(store, name: str):
 
 
 def write_epoch(store, name: str, metrics: dict[str, Any]) -> None:
-    store.write_bytes(json.dumps(metrics).encode(), name, EPOCHS_DIR, f"{int(metrics['epoch']):04d}.json")
+    store.write_bytes(json.dumps(metrics).encode(), name, EPOCHS_DIR, epoch_file(metrics["epoch"]))
 
 
 def read_epochs(storage_path: str, name: str, endpoint: str | None = None) -> list[dict[str, Any]]:
