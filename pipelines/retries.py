@@ -1,9 +1,10 @@
 """Every retry of painsearch, in one place: what is tried again, how often, and why.
 
 - A trial that raises runs again `TRIAL` times (`study.search.retries`), then is recorded as failed.
-- A search runs as a Ray task that Ray runs again `SEARCH_TASK` times when its process or node is lost (a spot
-  node taken back): the task itself continues from what the store holds (Tune's state, each trial's latest
-  checkpoint), so the study goes on without `--resume`. An error the search raises is not retried: it is
+- A search runs as a Ray task on the driver's node (so a lost worker node takes only trials, which Tune runs
+  again from their checkpoints), and Ray runs it again `SEARCH_TASK` times when its process is lost: the task
+  itself continues from what the store holds (Tune's state, each trial's latest checkpoint), so the study goes on
+  without `--resume`. An error the search raises is not retried: it is
   reported, and `--resume` continues that search.
 - Scoring the test split and explaining with LIME are Ray tasks tried `SCORING_TASK` / `LIME_TASK`
   more times when their worker is lost.

@@ -179,6 +179,7 @@ def last_line(message: str) -> str:
 
 def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None], lease: Lease) -> pd.DataFrame:
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     start_study(cfg, store, resume, log)
     write_folds(cfg, store)
@@ -187,7 +188,10 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
     finished = total - len(todo)
     if finished:
         log(f"{finished} of {total} searches already done; {len(todo)} to run")
-    task = ray.remote(num_cpus=0, max_retries=retries.SEARCH_TASK)(run_search)
+    # a search runs beside the driver: the driver's node is the one whose loss ends the study anyway, so no other
+    # node's loss (a spot instance taken back) takes a search with it. Soft: a retried search may run elsewhere
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    task = ray.remote(num_cpus=0, max_retries=retries.SEARCH_TASK, scheduling_strategy=here)(run_search)
     cfg_data = cfg.model_dump(mode="json")
     pending: dict[Any, SearchKey] = {}
     failures = 0

@@ -67,15 +67,40 @@ def two_nodes(tmp_path_factory, ray_local):
                            text=True, timeout=60)
     assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr
     port, dashboard, client = free_port(), free_port(), free_port()
-    head, worker = launcher_commands(port, dashboard, client, temp)
-    for command in (head, worker):
-        r = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=240,
-                           start_new_session=True)
-        assert r.returncode == 0, command + "\n" + r.stdout[-2000:] + r.stderr[-2000:]
-    yield {"address": f"http://127.0.0.1:{dashboard}", "gcs": f"127.0.0.1:{port}", "env": env, "temp": temp,
-           "home": home}
+    head, _ = launcher_commands(port, dashboard, client, temp)
+    start_node(head, env)
+    nodes = {"address": f"http://127.0.0.1:{dashboard}", "gcs": f"127.0.0.1:{port}", "env": env, "temp": temp,
+             "home": home}
+    # the worker node's daemons share the process group of its `ray start` (Ray starts them without a session of
+    # their own): that group, and what its processes start, is the node a test can take away
+    nodes["worker_group"] = start_node(launcher_commands(port, dashboard, client, temp)[1], env)
+    nodes["start_worker"] = lambda: start_node(launcher_commands(port, dashboard, client, temp)[1], env)
+    yield nodes
     stop_processes_naming(temp)
     shutil.rmtree(temp, ignore_errors=True)
+
+
+def start_node(command: str, env: dict) -> int:
+    """Run a node's `ray start` line in a session of its own; the session's id (its process group)."""
+    proc = subprocess.Popen(["bash", "-c", command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, command + "\n" + out[-4000:]
+    return proc.pid
+
+
+def processes_of_group(group: int) -> dict[int, str]:
+    """The processes of a process group and their descendants, with their command lines."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines()]
+    procs = {int(r[0]): (int(r[1]), int(r[2]), r[3] if len(r) > 3 else "") for r in rows if len(r) >= 3}
+    ours = {pid for pid, (_, pgid, _) in procs.items() if pgid == group}
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in ours} - ours
+        ours |= children
+        grew = bool(children)
+    return {pid: procs[pid][2] for pid in ours}
 
 
 def quick_start_checkout(tmp: Path) -> Path:
@@ -98,15 +123,24 @@ def _text(out: bytes | str | None) -> str:
 
 def submit(cluster, cwd: Path, storage: str, seaweed, sets: list[str]) -> subprocess.CompletedProcess:
     """The README's command: `ray job submit --address ... --working-dir . --runtime-env-json ... -- painsearch ...`."""
-    return submit_entrypoint(cluster, cwd, seaweed, ["painsearch", "search", "run", "--config", SMOKE, "--storage", storage,
-                                                     *[a for s in sets for a in ("--set", s)]])
+    return submit_entrypoint(cluster, cwd, seaweed, study_entrypoint(storage, sets))
 
 
-def submit_entrypoint(cluster, cwd: Path, seaweed, entrypoint: list[str]) -> subprocess.CompletedProcess:
+def submit_command(cluster, seaweed, entrypoint: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The `ray job submit` line and its environment."""
     runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": seaweed["endpoint"]}}  # where the store is; no credentials
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", cluster["address"], "--working-dir", ".",
            "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint]
-    env = {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"], "RAY_AUTH_MODE": "token"}
+    return cmd, {**cluster["env"], "AWS_ENDPOINT_URL": seaweed["endpoint"], "RAY_AUTH_MODE": "token"}
+
+
+def study_entrypoint(storage: str, sets: list[str]) -> list[str]:
+    return ["painsearch", "search", "run", "--config", SMOKE, "--storage", storage,
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def submit_entrypoint(cluster, cwd: Path, seaweed, entrypoint: list[str]) -> subprocess.CompletedProcess:
+    cmd, env = submit_command(cluster, seaweed, entrypoint)
     deadline = time.time() + 120
     while True:  # the head's job agent needs a few seconds after `ray start` returns
         try:
@@ -203,6 +237,11 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
                              env={**two_nodes["env"], "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
                              timeout=120)
     assert S3_SECRET not in listing.stdout and seaweed["endpoint"] in listing.stdout
+    # nor any file Ray wrote on either node: its runtime-env agent logs every runtime env it creates, and Tune
+    # copies the AWS variables of the process it runs in into each trial's
+    leaked = [str(f) for f in Path(two_nodes["temp"]).rglob("*")
+              if f.is_file() and not f.is_symlink() and S3_SECRET.encode() in f.read_bytes()]
+    assert not leaked, leaked
     client = seaweed["client"]
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=f"gpu-{runner}/"):
         for obj in page.get("Contents", []):
@@ -267,3 +306,63 @@ def test_two_workers_on_two_nodes_train_like_two_on_one(two_nodes, seaweed, tiny
     assert len(spread) == len(pack) == 2
     for a, b in zip(spread, pack):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4, (a, b)
+
+
+def test_a_study_that_loses_a_node_carries_on_by_itself(two_nodes, seaweed, tiny_shards, monkeypatch):
+    """The GPU node is lost mid-trial (every process of its `ray start` killed, as when a spot instance is taken
+    back) and a new one joins: the searches, which run beside the driver, keep going; the trials the node took are
+    run again from their last checkpoints; the study ends by itself, every search sealed once and no epoch that a
+    checkpoint covered trained again."""
+    import signal
+
+    from faults import _mid_trial, _snapshot, check_store
+
+    from pipelines.storage import open_store
+    from search.config import load_study_config
+    from search.layout import TRAIN_DIR
+    from search.study import searches
+
+    epochs = 20
+    uri = "s3://painsearch/lost-node"
+    sets = [f"shards={tiny_shards}", "models=[weinet]", "scenarios=[subject_kfold]", "search.trials=1",
+            f"search.space.epochs=[{epochs},{epochs}]", "search.scheduler=none", "search.concurrent_searches=2",
+            "resources.gpus_per_worker=0.5", "resources.cpus_per_worker=0.2", "train.allow_cpu_fallback=true"]
+    read_the_store_here(monkeypatch, seaweed)
+    store = open_store(uri)
+    cfg = load_study_config(ROOT / SMOKE, {"shards": str(tiny_shards), "storage": uri, "models": ["weinet"],
+                                           "scenarios": ["subject_kfold"], "search": {
+                                               "trials": 1, "space": {"epochs": [epochs, epochs]},
+                                               "scheduler": "none", "concurrent_searches": 2}})
+    cmd, env = submit_command(two_nodes, seaweed, study_entrypoint(uri, sets))
+    def start():
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    job = start()
+    try:
+        deadline = time.time() + JOB_TIMEOUT_S
+        while not _mid_trial(snap := _snapshot(store, searches(cfg), TRAIN_DIR), epochs):
+            if job.poll() is not None:
+                early = job.stdout.read()
+                # the head's job agent needs a few seconds after `ray start` returns
+                assert "No available agent" in early and time.time() < deadline, early[-4000:]
+                job = start()
+            assert time.time() < deadline, "no trial reached its second epoch in time"
+            time.sleep(0.2)
+        node = processes_of_group(two_nodes["worker_group"])
+        assert any("ray::" in args and "run_search" not in args for args in node.values()), node  # the trials
+        assert not any("run_search" in args for args in node.values()), node  # the searches stay with the driver
+        for pid in node:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        two_nodes["worker_group"] = two_nodes["start_worker"]()
+        out, _ = job.communicate(timeout=JOB_TIMEOUT_S)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0 and "2 searches done (0 failed)" in out, out[-4000:]
+    frozen = {run: {f: b for f, b in snap["epochs"][run].items() if int(f.split(".")[0]) <= last}
+              for run, last in snap["checkpoint"].items()}
+    record = check_store(store, cfg, {}, frozen)
+    assert record["searches"] == 2 and record["trials"] == 2 and record["continued_from_checkpoint"] >= 1, record

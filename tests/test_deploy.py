@@ -216,7 +216,16 @@ def test_rayjob_manifest_runs_the_study_with_a_token_and_cost_aware_lifetimes():
     containers = [cluster["headGroupSpec"]["template"]["spec"]["containers"][0],
                   group["template"]["spec"]["containers"][0]]
     assert containers[1]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert all(not any(e.get("name", "").startswith("AWS_SECRET") for e in c.get("env", [])) for c in containers)
+    # the S3 keys are a file in every pod, from the Secret, readable by the image's group only; no container has
+    # them in its environment (Ray Tune copies AWS variables into every trial's runtime env, which Ray logs)
+    for pod, container in zip((cluster["headGroupSpec"]["template"]["spec"], group["template"]["spec"]), containers):
+        assert "envFrom" not in container and all("valueFrom" not in e for e in container["env"]), container
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "s3-credentials"]
+        assert mount["readOnly"] and env["AWS_SHARED_CREDENTIALS_FILE"] == mount["mountPath"] + "/credentials"
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "s3-credentials"]
+        assert volume["secret"]["defaultMode"] & 0o007 == 0 and pod["securityContext"]["fsGroup"] == 1000
     gpu_pod = group["template"]["spec"]
     cache = next(v for v in gpu_pod["volumes"] if v["name"] == "cuda-cache")["hostPath"]["path"]
     assert cache == "/var/cache/painsearch-cuda"  # shared by every pod on the node, as the launcher's workers share it

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -13,6 +12,7 @@ import pipelines.bootstrap  # noqa: F401  (before TensorFlow is imported anywher
 import cluster.local  # noqa: F401  (before anything imports Ray: a local cluster stays on 127.0.0.1)
 from cluster.cli import analyze, data, demo, export, gpu_check, models, predict, raters, search
 from pipelines.errors import PainsearchError
+from pipelines.private import private_folder, private_root
 
 COMMANDS = (data, models, search, analyze, predict, export, raters, demo, gpu_check)  # each adds its own subcommand
 
@@ -39,25 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-NATIVE_LOG = Path(tempfile.gettempdir()) / f"painsearch-{os.getuid()}" / "native.log"
-
-
-def private_folder(path: Path) -> Path:
-    """`path` as a folder only this user can enter: made so, or refused when it is a link, not a folder, or
-    another user's (on a shared host anyone may plant a name in the temporary folder first)."""
-    import stat
-
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise PainsearchError(f"{path} is not a folder of yours (it is a link, a file or another user's), and "
-                              f"painsearch keeps its native log there; remove it, or set TMPDIR to a folder of your own.")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
+NATIVE_LOG = private_root() / "native.log"
 
 
 def native_output_to_log() -> None:
@@ -67,7 +49,7 @@ def native_output_to_log() -> None:
     `sys.stderr` keeps the terminal. Child processes (a local Ray's) inherit the log."""
     import warnings
 
-    private_folder(NATIVE_LOG.parent)
+    private_folder(NATIVE_LOG.parent, "its native log")
     try:  # never through a link: one planted there would receive the log
         log = os.open(NATIVE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     except OSError as exc:

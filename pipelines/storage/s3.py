@@ -49,9 +49,9 @@ def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
 
 
 # Where the store is, not who may use it: what a Ray worker is told. Credentials never travel with work (a
-# runtime env is shown by the dashboard to whoever reaches it): each node resolves its own.
+# runtime env is shown by the dashboard to whoever reaches it): each node resolves its own
+# (`pipelines.storage.credentials` keeps them from Tune's copy).
 S3_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
-SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def s3_env() -> dict[str, str]:
