@@ -15,6 +15,7 @@ from typing import Any
 
 from analysis.chosen_model import CARD, SAVED_MODEL, ChosenModel, from_results
 from pipelines.labels import CLASS_NAMES
+from pipelines.storage.folders import written_whole
 
 INTENDED_USE = (
     "A research model: it tells faces that show pain from faces that do not, in still images, as in the study "
@@ -105,9 +106,10 @@ def export(uri: str, model: str, scenario: str, out: str | Path, fold: int | Non
     # without its augmentation layers: the exported model gives the same answer however it is called
     inference = ChosenModel(chosen.name, {**chosen.train, "augment": False}, chosen.preprocess, chosen.source)
     wrapped = wrap(inference.load(), chosen.size)
-    out.mkdir(parents=True, exist_ok=True)
-    wrapped.save(str(out / SAVED_MODEL), save_format="tf")
     c = card(chosen)
-    (out / CARD).write_text(json.dumps(c, indent=1, default=float))
-    (out / "model_card.md").write_text(card_markdown(c))
+    # the model and its card appear together or not at all: an earlier export there stays until both are written
+    with written_whole(out) as work:
+        wrapped.save(str(work / SAVED_MODEL), save_format="tf")
+        (work / CARD).write_text(json.dumps(c, indent=1, default=float))
+        (work / "model_card.md").write_text(card_markdown(c))
     return out

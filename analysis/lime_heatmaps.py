@@ -30,8 +30,10 @@ from pipelines.labels import CLASS_NAMES
 from pipelines.progress import Progress
 from search.layout import BEST_DIR, SearchKey
 
-COLUMNS = ["model", "scenario", "class", "dataset", "images", "weights", "face_covered", "regions_from",
-           "mass_in_pain_regions", "chance", "ratio", "ratio_randomised"]
+# `candidates`: the dataset's images the explained model scored; `predicted`: how many of them it gave this class.
+# A class has no row for a dataset exactly when the model gave none of that dataset's candidates that class.
+COLUMNS = ["model", "scenario", "class", "dataset", "images", "predicted", "candidates", "weights", "face_covered",
+           "regions_from", "mass_in_pain_regions", "chance", "ratio", "ratio_randomised"]
 NO_PAIN_NOTE = ("For the no-pain class a map shows what argued for no pain: a ratio above 1 there means the network "
                 "looked where pain shows and found none; it does not point at pain.")
 
@@ -92,8 +94,10 @@ def explain_search(store, shards: str, endpoint: str | None, train: dict[str, An
     labels = [int(p) for p in chosen["pred"]]
     trained = lime_maps(model, xs, pts, labels, lime)
     randomised = lime_maps(rebuild(train, seed=lime.seed), xs, pts, labels, lime)
-    return [{"dataset": d, "pred": p, "map": m, "random_map": r}
-            for d, p, m, r in zip(chosen["dataset"], labels, trained, randomised)]
+    counts = rows.groupby(["dataset", "pred"]).size()
+    candidates = rows.groupby("dataset").size()
+    return [{"dataset": d, "pred": p, "map": m, "random_map": r, "predicted": int(counts[(d, p)]),
+             "candidates": int(candidates[d])} for d, p, m, r in zip(chosen["dataset"], labels, trained, randomised)]
 
 
 def _weights_and_images(res: Results, key: SearchKey) -> tuple[str, str, list[str]]:
@@ -156,7 +160,8 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
         progress.update(len(refs) - len(waiting))
         model, scenario, named = refs[ref]
         for r in ray.get(ref):
-            entry = maps.setdefault((model, scenario, r["pred"], r["dataset"]), {"maps": [], "random": [], "weights": named})
+            entry = maps.setdefault((model, scenario, r["pred"], r["dataset"]), {
+                "maps": [], "random": [], "weights": named, "predicted": r["predicted"], "candidates": r["candidates"]})
             entry["maps"].append(r["map"])
             entry["random"].append(r["random_map"])
     figs, rows = {}, []
@@ -172,7 +177,8 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
         np.save(out / f"{p.stem}.npy", heat.astype(np.float32))
         figs[title] = p
         rows.append({"model": model, "scenario": scenario, "class": cls, "dataset": dataset,
-                     "images": len(entry["maps"]), "weights": entry["weights"], "face_covered": float(covered[face].mean()),
+                     "images": len(entry["maps"]), "predicted": entry["predicted"], "candidates": entry["candidates"],
+                     "weights": entry["weights"], "face_covered": float(covered[face].mean()),
                      "regions_from": "phantom truth" if truth else "template", "mass_in_pain_regions": share,
                      "chance": chance, "ratio": share / chance if chance else float("nan"),
                      "ratio_randomised": random_share / random_chance if random_chance else float("nan")})

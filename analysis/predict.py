@@ -28,7 +28,6 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # A pain expression lasts about half a second to a few seconds: five frames a second catch it without
 # scoring thirty near-copies.
 FRAMES_PER_SECOND = 5.0
-BATCH = 32
 COLUMNS = ["input", "frame", "time_s", "box_x0", "box_y0", "box_x1", "box_y1", "face_confidence", "prob_pain", "label"]
 
 
@@ -83,7 +82,7 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
     from pipelines.config import PreprocessConfig
     from pipelines.preprocess.preprocessor import Preprocessor
     from pipelines.training.data import decode_images
-    from pipelines.training.loop import predict as forward
+    from pipelines.training.loop import INFERENCE_BATCH, predict as forward
 
     settings = {k: v for k, v in chosen.preprocess.items() if k in PreprocessConfig.model_fields}
     pre = Preprocessor(PreprocessConfig.model_validate(settings))
@@ -115,8 +114,8 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
             progress(n + 1, len(files), time.time() - started)
     probs = np.zeros((0, 2), np.float32)
     if faces:
-        probs = np.concatenate([forward(model, decode_images(faces[i:i + BATCH], chosen.size), BATCH)
-                                for i in range(0, len(faces), BATCH)])
+        probs = np.concatenate([forward(model, decode_images(faces[i:i + INFERENCE_BATCH], chosen.size), INFERENCE_BATCH)
+                                for i in range(0, len(faces), INFERENCE_BATCH)])
     table = pd.DataFrame(rows, columns=COLUMNS[:-2])
     table["prob_pain"] = probs[:, 1] if len(probs) else []
     table["label"] = [CLASS_NAMES[int(p > 0.5)] for p in table["prob_pain"]]

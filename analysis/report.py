@@ -25,6 +25,7 @@ from analysis.config import ReportConfig
 from analysis.lime_heatmaps import NO_PAIN_NOTE
 from analysis.results import Results, load
 from analysis.summary import PER_CLASS, per_fold, summary
+from pipelines.storage.folders import written_whole
 
 LOADED_CHECK = """<script>
 window.addEventListener('load', function () {
@@ -100,8 +101,17 @@ def chosen_settings(res: Results) -> pd.DataFrame:
 
 def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: ReportConfig = ReportConfig(),
             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Everything the report holds; returns paths and the headline table."""
-    out = Path(out)
+    """Everything the report holds, written whole into `out` (an earlier report there is replaced only once the new
+    one is complete); returns paths and the headline table."""
+    target = Path(out)
+    with written_whole(target) as work:
+        result = _analyze(uri, work, endpoint, config, log)
+    log(f"analyze: report at {target / 'index.html'}")
+    return {**result, "index": target / "index.html"}
+
+
+def _analyze(uri: str, out: Path, endpoint: str | None, config: ReportConfig,
+             log: Callable[[str], None]) -> dict[str, Any]:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     res = load(uri, endpoint)
     cfg = res.config
@@ -153,8 +163,7 @@ def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: Repo
     head = headline(summ)
     _write_html(out / "index.html", res, head, figs, tables, heat, raters)
     _write_md(out / "report.md", res, head, figs, tables, heat, raters)
-    log(f"analyze: report at {out / 'index.html'}")
-    return {"index": out / "index.html", "headline": head, "summary": summ}
+    return {"headline": head, "summary": summ}
 
 
 def _protocol(res: Results) -> str:

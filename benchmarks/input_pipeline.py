@@ -12,17 +12,16 @@ Writes the figures to BENCHMARKS.md between the `input_pipeline` markers.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import pipelines.bootstrap  # noqa: E402,F401  (TensorFlow's environment, from its one home)
 
 from benchmarks.report import machine, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402

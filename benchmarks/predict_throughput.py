@@ -11,6 +11,8 @@ their models are loaded, best of `--repeats`, in alternation. Writes BENCHMARKS.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -45,6 +47,8 @@ def main() -> None:
     from pipelines.preprocess.faces import FaceDetector, square_crop
 
     work = Path(tempfile.mkdtemp(prefix="painsearch-predict-"))
+
+    atexit.register(shutil.rmtree, work, True)  # what the benchmark wrote goes with it
     synth(work / "phantom", scale="small", seed=0)
     images = sorted((work / "phantom").rglob("*.jpg"))[: args.images]
     cfg = train_config({"model": "weinet", "size": 32})

@@ -17,7 +17,6 @@ Writes the figures to BENCHMARKS.md between the `preprocess` markers.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -25,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import pipelines.bootstrap  # noqa: E402,F401  (TensorFlow's environment, from its one home)
 
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import PreprocessConfig, prepare_config  # noqa: E402

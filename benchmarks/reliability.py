@@ -16,7 +16,9 @@ trials that continued from their checkpoint, shard rows lost or doubled.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +159,8 @@ def main() -> None:
     from pipelines.shards.prepare import prepare
 
     work = Path(tempfile.mkdtemp(prefix="painsearch-reliability-"))
+
+    atexit.register(shutil.rmtree, work, True)  # what the benchmark wrote goes with it
     synth(work / "phantom", scale="tiny", seed=0)
     shards = work / "shards"
     prepare(prepare_config({"sources": sources(work / "phantom"), "out": str(shards), "frames_per_subject_class": 4,

@@ -15,18 +15,20 @@ proposes; the curves part where TPE starts to model the space.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import pipelines.bootstrap  # noqa: E402,F401  (TensorFlow's environment, from its one home)
 
 import cluster.local  # noqa: E402,F401
 from pipelines.bootstrap import torch_first  # noqa: E402
@@ -94,6 +96,8 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="painsearch-bench-"))
+
+    atexit.register(shutil.rmtree, work, True)  # what the benchmark wrote goes with it
     root = work / "phantom"
     synth(root, scale=LEARN, seed=1)
     prepare(prepare_config({

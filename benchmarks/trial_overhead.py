@@ -27,8 +27,10 @@ trial is spread over more training).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -117,6 +119,8 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="painsearch-bench-"))
+
+    atexit.register(shutil.rmtree, work, True)  # what the benchmark wrote goes with it
     synth(work / "phantom", scale="tiny", seed=0)
     prepare(prepare_config({"sources": sources(work / "phantom"), "out": str(work / "shards"),
                             "frames_per_subject_class": 4, "engine": "local", "chunk_size": 16,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import unicodedata
 from pathlib import Path
 
 from pipelines.errors import PainsearchError
@@ -31,8 +32,8 @@ def load_key(key_file: str | Path | None = None, demo: bool = False) -> bytes:
             )
         key = path.read_bytes().strip()
     elif os.environ.get(KEY_ENV):
-        key = os.environ[KEY_ENV].encode()
-        if not key.strip():
+        key = os.environ[KEY_ENV].encode("utf-8", "surrogateescape")
+        if not os.environ[KEY_ENV].strip():  # any kind of space, not only ASCII's
             raise PainsearchError(
                 f"{KEY_ENV} is blank (only spaces); set it to a secret of at least {MIN_KEY_BYTES} characters, for "
                 f"example `export {KEY_ENV}=$(openssl rand -hex 32)`."
@@ -45,15 +46,19 @@ def load_key(key_file: str | Path | None = None, demo: bool = False) -> bytes:
             f"{MIN_KEY_BYTES} characters, or name a key file with `subject_key_file` in the config "
             f"(keep the same key to keep the same pseudonyms)."
         )
-    if len(key) < MIN_KEY_BYTES:
+    # spaces of any kind pad a key without making it harder to guess: they do not count towards its length
+    if len(key.decode("utf-8", "surrogateescape").strip().encode("utf-8", "surrogateescape")) < MIN_KEY_BYTES:
         raise PainsearchError(
-            f"The subject key is {len(key)} bytes long, shorter than the {MIN_KEY_BYTES} bytes "
-            f"expected; use a longer secret (for example `openssl rand -hex 32`)."
+            f"The subject key is {len(key.decode('utf-8', 'surrogateescape').strip())} characters long without its "
+            f"spaces, shorter than the {MIN_KEY_BYTES} expected; use a longer secret (for example "
+            f"`openssl rand -hex 32`)."
         )
     return key
 
 
 def pseudonym(key: bytes, dataset: str, source_id: str, prefix: str = "s") -> str:
-    """A stable, unlinkable id for (dataset, source id)."""
+    """A stable, unlinkable id for (dataset, source id). The id is Unicode-normalised first (NFC): a name typed
+    with a composed accent and the same name with a combining one are one person."""
+    source_id = unicodedata.normalize("NFC", source_id)
     digest = hmac.new(key, f"{dataset}\x00{source_id}".encode(), hashlib.sha256).hexdigest()
     return f"{prefix}{digest[:12]}"

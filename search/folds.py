@@ -80,7 +80,7 @@ def make_folds(*args, **kwargs) -> pd.DataFrame:
 
 
 def _make_folds(meta: pd.DataFrame, scenario: str, n_folds: int, seed: int, pool: tuple[str, ...],
-               external: tuple[str, ...] = (), val_fraction: float = 0.2) -> pd.DataFrame:
+               external: tuple[str, ...] = (), val_fraction: float | None = None) -> pd.DataFrame:
     present = set(meta["dataset"])
     missing = [d for d in (*pool, *(external if scenario == "external" else ())) if d not in present]
     if missing:
@@ -88,6 +88,10 @@ def _make_folds(meta: pd.DataFrame, scenario: str, n_folds: int, seed: int, pool
             f"The shards hold no images of {', '.join(missing)} (they hold {choices(sorted(present))}); "
             f"fix `study.pool` / `study.external` or prepare those datasets."
         )
+    if val_fraction is None:  # the study config's default, defined there
+        from search.config import StudyConfig
+
+        val_fraction = StudyConfig.model_fields["val_fraction"].default
     data = _sorted(meta[meta["dataset"].isin(pool)])
     labels = data["label"].to_numpy().astype(int)
     parts = []

@@ -36,6 +36,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# a run's own folder (train/<trial_id>/, refit/) is laid out by the training code that writes it
+from pipelines.training.ray_train import EPOCHS_DIR, epoch_file  # noqa: F401
+
 STUDY = "study.json"
 LEASE = "lease.json"
 SUMMARY = "summary.csv"

@@ -30,6 +30,7 @@ from pipelines.config import prepare_config  # noqa: E402
 from seaweed import KEY as S3_KEY, SECRET as S3_SECRET, free_port  # noqa: E402,F401  (free_port: for the tests)
 # A test that uses one of these needs a Ray cluster, an S3 server or real training: the whole suite
 # (`make test`) runs it, the fast tier (`make check`, `-m "not slow"`) does not.
+STANDIN_SEED = 20241  # stand-in ImageNet weights: network i of the registry draws with STANDIN_SEED + i
 SLOW_FIXTURES = {"ray_local", "ray_head", "seaweed", "s3_env", "smoke_study", "smoke_report", "learn_shards", "arrays",
                  "paper_mini", "paper_mini_report", "refit_study"}
 
@@ -115,8 +116,9 @@ def standin_weights(tmp_path_factory) -> Path:
     from pipelines.models.weights import weights_file_name
 
     folder = tmp_path_factory.mktemp("imagenet-standins")
-    for name in PRETRAINED:
+    for i, name in enumerate(PRETRAINED):
         spec = get_spec(name)
+        keras.utils.set_random_seed(STANDIN_SEED + i)  # the same draw every run: what trains on them is repeatable
         backbone = resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
         backbone.save_weights(str(folder / weights_file_name(name)))
         keras.backend.clear_session()

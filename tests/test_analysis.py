@@ -244,3 +244,29 @@ def test_report_opens_in_headless_chromium(smoke_report, chromium, tmp_path):
     loaded, total = int(m.group(1)), int(m.group(2))
     assert total >= 3 and loaded == total  # every embedded figure decoded in the browser
     assert 'id="headline"' in dom and "<td>weinet</td>" in dom
+
+
+def test_an_output_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    """`analyze` and `export` write through `written_whole`: a run that fails half way leaves the earlier output
+    untouched (no new file beside the old ones, nothing left over), and one that ends leaves only its own files."""
+    import os
+
+    from pipelines.storage.folders import written_whole
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.png").write_text("stale")
+    (out / "index.html").write_text("earlier")
+    with pytest.raises(RuntimeError):
+        with written_whole(out) as work:
+            (work / "index.html").write_text("half")
+            raise RuntimeError("the run fails half way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    assert (out / "index.html").read_text() == "earlier" and (out / "old.png").exists()
+    with written_whole(out) as work:
+        (work / "index.html").write_text("new")
+        assert (out / "index.html").read_text() == "earlier"  # the old one stands until the new one is whole
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"] and (out / "index.html").read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and (out.stat().st_mode & 0o777) == 0o777 & ~umask

@@ -25,7 +25,8 @@ def _manifest(folder: Path, rows: list[dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.csv"
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "subject", "label", "level"])
+        writer = csv.DictWriter(f, fieldnames=["path", "subject", "label", "level", *(["dataset"] if any(
+            "dataset" in r for r in rows) else [])])
         writer.writeheader()
         writer.writerows([{"level": "", **r} for r in rows])
     return path
@@ -89,6 +90,23 @@ def test_paths_that_leave_the_source_folder_are_refused(tmp_path, monkeypatch, a
     assert opted["rows"] == 1  # the same file twice: the second is a duplicate
 
 
+def test_a_manifests_dataset_is_a_plain_pain_db_name(tmp_path, a_face):
+    """A manifest's `dataset` names a folder of the shards: a path there would write outside --out, and the CP
+    set's name would slip faces into the external test set; each such row is refused, naming the line."""
+    from pipelines.sources import read_source
+
+    folder = tmp_path / "set"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "face.jpg").write_bytes(a_face)
+    rows = [{"path": "img/face.jpg", "subject": "a", "label": "pain", "dataset": d}
+            for d in ("x/../../../escaped", "..", "cppain", "my set", "delaware", "own-data_2")]
+    listing = read_source("manifest", _manifest(folder, rows))
+    assert sorted(r.dataset for r in listing.records) == ["delaware", "own-data_2"]
+    reasons = [r.reason for r in listing.rejected]
+    assert len(reasons) == 4 and all("dataset" in r for r in reasons), reasons
+    assert "line 2" in reasons[0] and "not a plain name" in reasons[0] and "--cppain" in reasons[2]
+
+
 def test_ratings_paths_are_confined_too(tiny_phantom, tmp_path):
     from pipelines.sources import read_source
 
@@ -143,6 +161,44 @@ def test_duplicate_ratings_by_one_rater_are_refused_and_counted(tiny_phantom, tm
     listing = read_source("cppain", root)
     assert any(r.rel == image and "rated twice by rater" in r.reason for r in listing.rejected)
     assert image not in {r.rel for r in listing.records}
+
+
+def test_ratings_ids_are_text_and_an_empty_one_is_refused(tiny_phantom, tmp_path):
+    """`007` stays `007` whatever the header's case (and with an empty cell elsewhere in its column), and a row
+    with an empty subject is refused naming its line, instead of becoming the subject 'nan' that merges people."""
+    import pandas as pd
+
+    from pipelines.sources.cppain import read_ratings
+
+    source = pd.read_csv(tiny_phantom / "cppain" / "ratings.csv", dtype=str)
+    table = source.copy()
+    table["subject"] = "007"
+    table = table.rename(columns={"subject": "Subject", "rater": "RATER"})
+    table.to_csv(tmp_path / "upper.csv", index=False)
+    assert set(read_ratings(tmp_path / "upper.csv")["subject"]) == {"007"}
+    table.loc[3, "Subject"] = ""
+    table.to_csv(tmp_path / "empty.csv", index=False)
+    with pytest.raises(PainsearchError, match=r"empty id \(first at line 5: subject\)"):
+        read_ratings(tmp_path / "empty.csv")
+
+
+def test_one_name_in_two_unicode_forms_is_one_person():
+    import unicodedata
+
+    from pipelines.privacy import pseudonym
+
+    name = "Jos\u00e9 Mu\u00f1oz"
+    assert unicodedata.normalize("NFD", name) != name
+    assert pseudonym(b"k" * 32, "cppain", unicodedata.normalize("NFD", name)) == pseudonym(b"k" * 32, "cppain", name)
+
+
+@pytest.mark.parametrize("key", ["short-key" + " " * 20, "\u00a0\u2003" * 10, "\u3000" * 8 + "abcdef" + "\u2003" * 8])
+def test_a_short_key_padded_with_spaces_of_any_kind_is_refused(monkeypatch, key):
+    from pipelines.privacy import load_key
+
+    monkeypatch.setenv("PAINSEARCH_SUBJECT_KEY", key)
+    with pytest.raises(PainsearchError, match="blank|shorter than"):
+        load_key()
 
 
 def test_a_subject_key_of_spaces_is_refused(monkeypatch):

@@ -121,3 +121,22 @@ def test_cli_errors_for_a_config_without_study_and_missing_shards(tmp_path, caps
                  "--storage", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "holds no finished painsearch shards" in err and "data prepare" in err
+
+
+@pytest.mark.parametrize("section, field, value", [
+    ("data", "out", 5), ("study", "shards", 3), ("study", "storage", ["a"]), ("data", "subject_key_file", 12),
+    ("data", "sources", {"manifest": 3}), ("data", "sources", ["unbc"]), ("study", "train", {"weights_dir": 7}),
+])
+def test_a_config_field_of_the_wrong_type_is_one_sentence(tmp_path, section, field, value):
+    """Paths are resolved after their type is known: a number or a list where a path belongs is named, not a
+    TypeError traceback."""
+    import yaml
+
+    from pipelines.config import load_prepare_config
+
+    raw = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    raw[section][field] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PainsearchError, match=field):
+        load_prepare_config(path) if section == "data" else load_study_config(path)

@@ -34,7 +34,8 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise PainsearchError(f"The ratings file {path} does not exist; expected a CSV with columns {', '.join(COLUMNS)}.")
     try:
-        df = pd.read_csv(path, dtype={"image": str, "subject": str, "video": str, "stimulus": str, "rater": str})
+        # every cell as text, whatever the header's case: ids such as 007 stay 007, and an empty cell stays empty
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise PainsearchError(f"The ratings file {path} is not a readable CSV ({exc}); save it as UTF-8 CSV with a header row.") from exc
     df.columns = [c.strip().lower() for c in df.columns]
@@ -43,6 +44,20 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
         raise PainsearchError(
             f"The ratings file {path} lacks the column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
             f"(see the README, 'CP-PAIN ratings')."
+        )
+    if df.columns.duplicated().any():
+        twice = sorted(set(df.columns[df.columns.duplicated()]))
+        raise PainsearchError(f"The ratings file {path} has the column(s) {', '.join(twice)} more than once; keep one "
+                              f"of each.")
+    ids = ["image", "subject", "video", "rater"]
+    df[ids] = df[ids].apply(lambda c: c.str.strip())
+    empty = (df[ids] == "").any(axis=1)
+    if empty.any():
+        first = int(empty.to_numpy().nonzero()[0][0])
+        blank = [c for c in ids if df[c].iloc[first] == ""]
+        raise PainsearchError(
+            f"The ratings file {path} has {int(empty.sum())} row(s) with an empty id (first at line {first + 2}: "
+            f"{', '.join(blank)}); every row names its image, subject, video and rater: fill them in or remove the row."
         )
     numeric = [*AU_COLUMNS, "ncapc", "wong_baker"]
     values = df[numeric].apply(pd.to_numeric, errors="coerce")

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
-from pipelines.sources.base import Listing, SourceRecord, is_image, leaves, outside_reason
+from pipelines.sources.base import CP_PAIN, Listing, SourceRecord, is_image, leaves, outside_reason
 from pipelines.errors import PainsearchError
 from pipelines.labels import NO_PAIN, PAIN, binary_label
 
+# A dataset's name becomes a folder of the shards and a key of the study's pool: a plain name, never a path. A
+# manifest lists PAIN-DB faces; CP-PAIN's come only through its own adapter, with the raters' scores.
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 REQUIRED = ("path", "subject", "label")
 OPTIONAL = ("level", "sequence", "frame", "dataset")
 LABEL_WORDS = {"pain": PAIN, "1": PAIN, "no pain": NO_PAIN, "no_pain": NO_PAIN, "nopain": NO_PAIN,
@@ -88,9 +92,25 @@ def read(manifest: str | Path, flag: str = "--manifest", allow_outside: bool = F
         if not row.get("subject"):
             listing.reject(rel, f"{manifest.name} line {n}: no subject")
             continue
+        dataset = row.get("dataset") or default_dataset
+        problem = dataset_problem(dataset)
+        if problem:
+            listing.reject(rel, f"{manifest.name} line {n}: {problem}")
+            continue
         listing.records.append(SourceRecord(
-            dataset=row.get("dataset") or default_dataset, path=str(path.resolve()), rel=rel,
+            dataset=dataset, path=str(path.resolve()), rel=rel,
             subject=row["subject"], sequence=row.get("sequence") or "", frame=frame,
             pain_level=level, label=label,
         ))
     return listing
+
+
+def dataset_problem(name: str) -> str | None:
+    """Why `name` cannot name a manifest's dataset, or None."""
+    if name in CP_PAIN:
+        return (f"dataset {name!r} is the external CP set, which comes only from --cppain (with its raters' scores); "
+                "a manifest lists PAIN-DB faces: name their dataset otherwise")
+    if not DATASET_NAME.fullmatch(name):
+        return (f"dataset {name!r} is not a plain name (letters, digits, '_' or '-', at most 64, no path); "
+                "write one in the manifest's dataset column")
+    return None
