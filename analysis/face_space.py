@@ -114,13 +114,17 @@ def stretched(heat: np.ndarray) -> np.ndarray:
 
 
 def region_share(heat: np.ndarray, covered: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """(share of the map's mass inside `mask`, the share chance gives: the mask's share of the covered pixels).
+    """(share of the map's mass on the face that lies inside `mask`, the share chance gives: the mask's share of the
+    face's covered pixels).
 
-    Both over covered pixels only, on the unstretched map: a pixel no map reaches says nothing either way."""
-    inside = mask & covered
-    total = float(heat[covered].sum())
+    Both over the face (the canonical oval) and covered pixels only, on the unstretched map: a pixel no map reaches
+    says nothing either way, and the background is no place a pain expression could be, so a map spread evenly
+    over the face, preferring no region, scores a ratio of exactly 1."""
+    face = covered & face_oval(heat.shape[0])
+    inside = mask & face
+    total = float(heat[face].sum())
     share = float(heat[inside].sum() / total) if total > 0 else float("nan")
-    return share, float(inside.sum() / max(int(covered.sum()), 1))
+    return share, float(inside.sum() / max(int(face.sum()), 1))
 
 
 def render(heat: np.ndarray, title: str, path) -> None:

@@ -226,8 +226,9 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
                   "dataset in one scenario (test images; in the external scenario also the PAIN-DB faces of the same "
                   "model's validation split), warped to a common face with the five detected landmarks scaled to the "
                   "image the network read, drawn over an outline (no real face). The table gives the share of each "
-                  "map's mass (unstretched, covered pixels only) in the regions where pain shows "
-                  f"({regions_from}), against their share of the covered area (ratio 1 is chance), beside the same network with "
+                  "map's mass on the face (unstretched, covered pixels inside the face's outline only) in the regions where "
+                  f"pain shows ({regions_from}), against their share of the face (ratio 1 is chance: a map spread "
+                  "evenly over the face scores 1), beside the same network with "
                   f"re-initialised weights (a map that does not depend on what was learned scores alike). {NO_PAIN_NOTE}</p>",
                   "<div class='maps'>"]
         for title, p in heat["figures"].items():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.comparisons import compare, holm
-from analysis.face_space import CANON, TEMPLATE, region_share, to_canonical
+from analysis.face_space import CANON, TEMPLATE, face_oval, region_share, to_canonical
 from analysis.intervals import bootstrap_ci
 from analysis.scores import metrics_of, roc_auc
 from cluster.cli import main
@@ -94,7 +94,8 @@ def test_canonical_warp_puts_landmarks_on_the_template():
     mask = np.zeros((CANON, CANON), bool)
     mask[40:60, 40:60] = True
     share, chance = region_share(uniform, covered, mask)
-    assert share == pytest.approx(chance) == pytest.approx(400 / (80 * 90))
+    face = covered & face_oval()
+    assert share == pytest.approx(chance) == pytest.approx(400 / face.sum())
 
 
 def test_a_bootstrap_p_value_is_never_below_what_its_resamples_can_show():
@@ -154,6 +155,18 @@ def test_heatmaps_register_when_the_network_reads_another_size(stored, read):
     assert wrong[face].mean() < 0.5
 
 
+def test_a_map_spread_evenly_over_the_face_scores_chance():
+    """Chance is taken over the face, not the whole canonical square: a map even over the face and zero on the
+    background prefers no region and scores a ratio of 1, with the maps covering the whole square (as LIME's do)."""
+    from analysis.face_space import pain_mask, template_regions
+
+    mask, full = pain_mask(template_regions()), np.ones((CANON, CANON), bool)
+    share, chance = region_share(face_oval().astype(float), full, mask)
+    assert share / chance == pytest.approx(1.0)
+    share, chance = region_share(np.where(mask & face_oval(), 1.0, 0.0), full, mask)
+    assert share == pytest.approx(1.0) and share / chance > 2  # all of the mass on the pain regions
+
+
 def test_region_share_is_taken_raw_over_covered_pixels():
     """A diffuse map with the pain regions at twice the rest scores 2 / (1 + a) times chance (a: their share of the
     covered area), whatever the uncovered pixels; stretching to [0, 1] first would flatter it."""
@@ -165,7 +178,8 @@ def test_region_share_is_taken_raw_over_covered_pixels():
     covered[10:110, 10:100] = True
     heat = np.where(mask, 2.0, 1.0) * covered
     share, chance = region_share(heat, covered, mask)
-    a = (mask & covered).sum() / covered.sum()
+    face = covered & face_oval()
+    a = (mask & face).sum() / face.sum()
     assert chance == pytest.approx(a) and share / chance == pytest.approx(2 / (1 + a))
     full = np.ones_like(covered)
     raw = region_share(np.where(mask, 2.0, 1.0), full, mask)
