@@ -16,10 +16,37 @@ SCENARIO_NAMES = {"image_kfold": "image k-fold", "subject_kfold": "subject k-fol
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    fit_titles(fig)
+    if not fig.get_constrained_layout():  # constrained layout (a legend beside the axes) lays itself out
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def fit_titles(fig) -> None:
+    """Wrap each axes' title onto as many lines as its axes' width needs: a figure sized for two networks is
+    narrower than the longer titles, which would be cut off at both ends."""
+    import textwrap
+
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        title = ax.title
+        text = title.get_text().replace("\n", " ")
+        width = ax.get_window_extent(renderer).width
+        if not text or title.get_window_extent(renderer).width <= width:
+            continue
+        chars = max(10, int(len(text) * width / title.get_window_extent(renderer).width * 0.95))
+        title.set_text(textwrap.fill(text, chars))
+
+
+def outside(fig) -> list[str]:
+    """The texts of a drawn figure that reach beyond its edges (what a reader would see cut off)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()
+            and not (box.x0 - 1 <= t.get_window_extent(renderer).x0 and t.get_window_extent(renderer).x1 <= box.x1 + 1)]
 
 
 def by_network(summary: pd.DataFrame, path: Path) -> Path:
@@ -47,7 +74,7 @@ def per_class_external(summary: pd.DataFrame, path: Path) -> Path | None:
     ext = summary[summary["scenario"] == "external"].sort_values("model")
     if ext.empty:
         return None
-    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(ext)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(ext)) + 1.5, 3.6), layout="constrained")
     x = np.arange(len(ext))
     bars = [("precision_no_pain", "precision, no pain"), ("recall_no_pain", "recall, no pain"),
             ("precision_pain", "precision, pain"), ("recall_pain", "recall, pain")]
@@ -58,7 +85,7 @@ def per_class_external(summary: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xticks(x, ext["model"], rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_title("per-class precision and recall on the external set (mean ± std over repeats; dots: pooled)")
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     return _save(fig, path)
 
 

@@ -32,13 +32,15 @@ window.addEventListener('load', function () {
   var imgs = document.images, ok = 0;
   for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
   document.body.setAttribute('data-figures-loaded', ok + '/' + imgs.length);
+  var root = document.documentElement;  // a table wider than the page scrolls in its own box, never the page
+  document.body.setAttribute('data-page-overflow', root.scrollWidth > root.clientWidth ? 'yes' : 'no');
 });
 </script>"""
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-.maps img{width:210px}.note{color:#555;font-size:0.9em}.gap{color:#a00}
+.maps img{width:210px}.note{color:#555;font-size:0.9em}.gap{color:#a00}.wide{overflow-x:auto;max-width:100%}
 </style>"""
 
 
@@ -48,14 +50,16 @@ def _png(path: Path) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return "" if np.isnan(v) else f"{v:.3f}"
+        if np.isnan(v):
+            return ""
+        return f"{v:.2e}" if v != 0 and abs(v) < 1e-3 else f"{v:.3f}"  # a learning rate of 3e-4 is not 0.000
     return html.escape(str(v))
 
 
 def _table(df: pd.DataFrame, table_id: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
-    return f'<table id="{table_id}"><tr>{head}</tr>{rows}</table>'
+    return f'<div class="wide"><table id="{table_id}"><tr>{head}</tr>{rows}</table></div>'
 
 
 def headline(summ: pd.DataFrame) -> pd.DataFrame:
@@ -85,16 +89,20 @@ def write_tables(res: Results, out: Path, summ: pd.DataFrame, folds: pd.DataFram
     return tables
 
 
+# The report counts epochs as Keras's log does, from 1 (the store's records count from 0: `epoch` 0 is the first).
+EPOCH_COLUMN = "best epoch (from 1)"
+
+
 def chosen_settings(res: Results) -> pd.DataFrame:
     """What each search chose on validation data and which model scored its test split, below the paper's own
     settings (reference/architectures.md)."""
     from search.space import PAPER
 
-    rows = [{"model": "the paper", "scenario": "", "fold": "", "trial": "", "best_epoch": "", **PAPER, "scored": ""}]
+    rows = [{"model": "the paper", "scenario": "", "fold": "", "trial": "", EPOCH_COLUMN: "", **PAPER, "scored": ""}]
     for key, c in res.choices.items():
         scored = f"refit on training + validation, {c['refit_epochs']} epochs" if c["scored"] == "refit" else \
-            f"the chosen trial's weights at epoch {c['epoch']}"
-        rows.append({**key.as_dict(), "trial": c["trial_id"], "best_epoch": c["epoch"],
+            f"the chosen trial's weights after epoch {int(c['epoch']) + 1}"
+        rows.append({**key.as_dict(), "trial": c["trial_id"], EPOCH_COLUMN: int(c["epoch"]) + 1,
                      **{k: c["params"].get(k, "") for k in PAPER}, "scored": scored})
     return pd.DataFrame(rows)
 

@@ -251,13 +251,22 @@ def test_report_opens_in_headless_chromium(smoke_report, chromium, tmp_path):
     page = (smoke_report / "index.html").resolve()
     cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--window-size=1024,768",
+           "--dump-dom", page.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     m = re.search(r'data-figures-loaded="(\d+)/(\d+)"', dom)
     assert m, dom[-2000:]
     loaded, total = int(m.group(1)), int(m.group(2))
     assert total >= 3 and loaded == total  # every embedded figure decoded in the browser
     assert 'id="headline"' in dom and "<td>weinet</td>" in dom
+    # the widest tables (the heatmap regions, the searches) scroll in their own box: the page never scrolls sideways
+    assert 'data-page-overflow="no"' in dom, re.findall(r"data-page-overflow=\"\w+\"", dom)
+    # a learning rate below 0.0005 reads as itself, not as 0.000
+    chosen = dom.split('id="chosen-settings"')[1].split("</table>")[0]
+    header = re.findall(r"<th>(.*?)</th>", chosen)
+    rates = [re.findall(r"<td>(.*?)</td>", row)[header.index("learning_rate")]
+             for row in chosen.split("<tr>")[2:]]  # the paper's row, then one per search
+    assert rates and all(float(r) > 0 and r != "0.000" for r in rates), rates
 
 
 def test_an_output_folder_is_replaced_whole_or_not_at_all(tmp_path):
@@ -284,3 +293,21 @@ def test_an_output_folder_is_replaced_whole_or_not_at_all(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and (out.stat().st_mode & 0o777) == 0o777 & ~umask
+
+
+def test_figure_titles_are_never_cut_off(tmp_path, monkeypatch):
+    """Figure 5 of a report of two networks is narrower than its title: the title wraps instead of running off
+    both edges."""
+    import matplotlib.pyplot as plt
+
+    from analysis import figures
+
+    cols = ["precision_no_pain", "recall_no_pain", "precision_pain", "recall_pain"]
+    summ = pd.DataFrame([{"model": m, "scenario": "external", **{f"{c}{s}": 0.5 for c in cols for s in ("", "_mean", "_std")}}
+                         for m in ("vgg16", "weinet")])
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    figures.per_class_external(summ, tmp_path / "f5.png")
+    figures.by_network(summ.assign(accuracy_mean=0.5, accuracy_std=0.1, f1_pain_mean=0.5, f1_pain_std=0.1),
+                       tmp_path / "f4.png")
+    assert len(drawn) == 2 and all(figures.outside(fig) == [] for fig in drawn), [figures.outside(f) for f in drawn]

@@ -102,6 +102,23 @@ def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, 
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("[]"), r.stderr[-2000:]
     assert np.allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
+    # raw crops of any size, larger or smaller than the input, get what the training path gives them (Pillow's
+    # bilinear into a PNG's whole grey levels, then the network); the resizes agree to one grey level
+    import io
+
+    import tf_keras as keras
+    from PIL import Image
+
+    exported = keras.models.load_model(str(out / "model"), compile=False)
+    for side in (20, 90):
+        crops = [np.asarray(Image.open(f).convert("RGB").resize((side, side), Image.BICUBIC)) for f in faces[:3]]
+        pngs = []
+        for c in crops:
+            buf = io.BytesIO()
+            Image.fromarray(c).save(buf, format="PNG")
+            pngs.append(buf.getvalue())
+        trained = chosen.load()(decode_images(pngs, chosen.size), training=False).numpy()
+        assert np.abs(exported(np.stack(crops).astype(np.float32)).numpy() - trained).max() < 5e-3, side
     # predict takes the exported folder, with the same numbers as from the store
     a = predict(from_folder(out), [str(f) for f in faces[:3]])
     b = predict(chosen, [str(f) for f in faces[:3]])
