@@ -13,6 +13,11 @@ class PainsearchError(Exception):
     """A problem with the user's input or environment, explained in one sentence."""
 
 
+class StoreUnreachable(PainsearchError):
+    """A store (results or shards) that did not answer for as long as painsearch waits for one: an outage, not a
+    fault of the work that was reading or writing, which can be run again once the store is back."""
+
+
 class Rejection(Exception):
     """An input that cannot become a face image; the message is the reason in the report."""
 

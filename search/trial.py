@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines.config import TrainConfig
-from pipelines.errors import PainsearchError
+from pipelines.errors import StoreUnreachable
 from pipelines.ray_compat import session_stopped, train_session
 from pipelines.storage import Store, open_store
 from search.folds import fold_table
@@ -110,9 +110,10 @@ def error_kind(exc: BaseException | str) -> str:
             # the worker died unexpectedly (the kernel killed it): Ray's exit detail names the OOM killer as the
             # first common cause, and cannot tell it from a crash, which the recorded error text then shows
             return "out_of_memory"
-        if isinstance(e, PainsearchError) and any(w in str(e) for w in STORAGE_WORDS):
+        if isinstance(e, StoreUnreachable):
             return "storage"
-    return error_kind(error_text(exc))
+    kind = error_kind(error_text(exc))
+    return "error" if kind == "storage" else kind  # an outage is known by its type; words alone do not make one
 
 
 def error_text(exc: BaseException) -> str:

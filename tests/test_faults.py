@@ -258,3 +258,43 @@ def test_a_search_whose_process_dies_is_run_again_and_continues_by_itself(tiny_s
               for run, last in snap["checkpoint"].items()}
     record = check_store(store, cfg, snap["done"], frozen)
     assert record["searches"] == 2 and record["trials"] == 2 and record["continued_from_checkpoint"] >= 1, record
+
+
+def test_shards_are_read_through_the_stores_retry(tiny_shards, monkeypatch):
+    """A trial's shard reads go through the store (its retry and its errors), not around it."""
+    from pipelines.shards.read import read_table, shard_files
+    from pipelines.storage.store import Store
+
+    read = []
+    real = Store.read_parquet
+    monkeypatch.setattr(Store, "read_parquet", lambda self, path, columns=None: read.append(path) or real(self, path, columns))
+    table = read_table(str(tiny_shards), columns=["label"])
+    assert table.num_rows > 0 and read == shard_files(str(tiny_shards))[1]
+
+
+def test_an_outage_is_classed_storage_by_its_type_not_its_words(monkeypatch):
+    """An S3 store that keeps failing for a passing reason raises `StoreUnreachable` once its patience is spent,
+    which an attempt records as `storage` (its search is not sealed as failed); a refusal raises an ordinary
+    one-sentence error; an error that merely says the same words is an `error`."""
+    from pipelines import retries
+    from pipelines.errors import PainsearchError, StoreUnreachable
+    from pipelines.storage.store import Store
+    from search.trial import error_kind
+
+    monkeypatch.setattr(retries, "STORE_FIRST_WAIT_S", 0.1)
+    from pipelines.storage.s3 import s3_filesystem
+
+    store = Store(uri="s3://bucket/results", fs=s3_filesystem("http://127.0.0.1:9"), root="bucket/results")
+
+    def failing(message: str):
+        def call():
+            raise OSError(message)
+        return call
+
+    with pytest.raises(StoreUnreachable) as err:
+        store._call(failing("AWS Error NETWORK_CONNECTION: curlCode: 7, Couldn't connect to server"), "read", 0.3)
+    assert error_kind(err.value) == "storage"
+    with pytest.raises(PainsearchError) as refused:
+        store._call(failing("AWS Error ACCESS_DENIED: Access Denied"), "read", 0.3)
+    assert not isinstance(refused.value, StoreUnreachable) and error_kind(refused.value) == "error"
+    assert error_kind(PainsearchError("Could not read s3://b: the S3 endpoint could not be reached")) == "error"

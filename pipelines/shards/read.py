@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.errors import PainsearchError
 from pipelines.shards.schema import (FORMAT, FORMAT_VERSION, ID_COLUMNS, MANIFEST, META_COLUMNS, REPORT, SCHEMA,
@@ -40,7 +39,7 @@ def read_table(uri: str, endpoint: str | None = None, columns: list[str] | None 
     store, files = shard_files(uri, endpoint)
     if not files:
         return SCHEMA.empty_table()
-    tables = [pq.read_table(f, filesystem=store.fs, columns=columns) for f in files]
+    tables = [store.read_parquet(f, columns) for f in files]  # through the store's retry: an outage waits
     return pa.concat_tables(tables)
 
 

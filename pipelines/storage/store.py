@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from pipelines import retries
-from pipelines.errors import PainsearchError
+from pipelines.errors import PainsearchError, StoreUnreachable
 from pipelines.storage.s3 import explain_error, s3_filesystem, transient
 
 TMP_PREFIX = ".tmp-"  # a write in progress (or one a kill cut short): never listed
@@ -60,6 +60,13 @@ class Store:
                 return f.read()
 
         return self._call(read, "read", patience)
+
+    def read_parquet(self, path: str, columns: list[str] | None = None,
+                     patience: float = retries.STORE_PATIENCE_S):
+        """A Parquet file of this store (`path` as `self.path` gives it) as a pyarrow Table, through the retry."""
+        import pyarrow.parquet as pq
+
+        return self._call(lambda: pq.read_table(path, filesystem=self.fs, columns=columns), "read", patience)
 
     def write_bytes(self, data: bytes, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> None:
         """Write atomically: a local temp file renamed into place; an S3 object appears whole."""
@@ -141,8 +148,10 @@ class Store:
                 raise
             except (OSError, ValueError) as exc:
                 left = deadline - time.monotonic()
-                if not (self.is_s3 and transient(exc)) or left <= 0:
-                    raise PainsearchError(explain_error(self.uri, self.is_s3, action, exc)) from exc
+                passing = self.is_s3 and transient(exc)
+                if not passing or left <= 0:
+                    error = StoreUnreachable if passing else PainsearchError
+                    raise error(explain_error(self.uri, self.is_s3, action, exc)) from exc
                 # The last wait is cut to the deadline, so the store is tried once more at the end of its patience.
                 pause = min(wait, left)
                 log.warning("%s: could not %s (%s); trying again in %.0f s", self.uri, action, str(exc)[:200], pause)
