@@ -118,7 +118,7 @@ def test_rerun_skips_finished_work(tiny_phantom, tiny_shards):
     logs = []
     before = rows_by_source(tiny_shards)
     prepare(tiny_prepare_config(tiny_phantom, str(tiny_shards)), log=logs.append)
-    assert "0 to do" in logs[0]
+    assert "0 to do" in next(line for line in logs if "chunks;" in line)
     assert rows_by_source(tiny_shards).keys() == before.keys()
 
 
@@ -154,6 +154,23 @@ def test_missing_key_for_real_data(tiny_phantom, tmp_path):
     (src / ".painsearch-phantom").unlink()
     cfg = prepare_config({"sources": {"manifest": str(src / "manifest.csv")}, "out": str(tmp_path / "o"), "engine": "local",
                           "preprocess": {"background": "none"}})
+    with pytest.raises(PainsearchError, match="PAINSEARCH_SUBJECT_KEY"):
+        prepare(cfg, log=QUIET)
+    assert not (tmp_path / "o" / MANIFEST).exists()
+
+
+def test_the_demo_key_applies_only_to_what_the_phantom_rendered(tiny_phantom, tmp_path):
+    """A phantom marker beside other files (a real face added, a marker copied into real data) does not switch
+    to the public demo key: prepare asks for a key. Untouched phantom data uses it, and prepare says so."""
+    src = tmp_path / "dela"
+    shutil.copytree(tiny_phantom / "delaware", src)
+    cfg = prepare_config({"sources": {"manifest": str(src / "manifest.csv")}, "out": str(tmp_path / "o"),
+                          "engine": "local", "preprocess": {"background": "none"}})
+    logs = []
+    prepare(cfg.model_copy(update={"out": str(tmp_path / "phantom-out")}), log=logs.append)
+    assert any("public demo key" in line for line in logs)
+    face = next(src.rglob("*.jpg"))
+    (face.parent / "Jane Doe.jpg").write_bytes(face.read_bytes()[:-1] + b"\x00")
     with pytest.raises(PainsearchError, match="PAINSEARCH_SUBJECT_KEY"):
         prepare(cfg, log=QUIET)
     assert not (tmp_path / "o" / MANIFEST).exists()

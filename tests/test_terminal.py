@@ -17,6 +17,7 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 # every line painsearch prints on these runs
 OURS = [
     r"prepare: \d+ images in \d+ chunks; \d+ already done, \d+ to do \(\w+, \d+ worker\(s\)\)",
+    r"prepare: every source holds exactly what `data synth` rendered there .* PAINSEARCH_SUBJECT_KEY or subject_key_file",
     r"prepare: \d+ rows, \d+ rejected, written to \S+",
     r"dataset\s+subjects\s+no pain\s+pain\s+total", r"\w+(-\w+)?(\+\w+)?\s+\d+\s+\d+\s+\d+\s+\d+",
     r"\[\d+/\d+\] \w+ \w+ fold \d+: best val_f1_macro [\d.]+ after \d+ trials \(\d+ failed\), \d+ s "

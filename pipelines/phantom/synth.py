@@ -9,6 +9,7 @@ the sources, never inside them.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -239,6 +240,30 @@ def sources(root: str | Path) -> dict[str, str]:
             "manifest": str(root / "delaware" / MANIFEST_FILE), "cppain": str(root / "cppain")}
 
 
+def _rendered(folder: Path) -> dict[str, str]:
+    """Every file under `folder` but the marker, by its path there, with its sha256."""
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file() and f.name != PHANTOM_MARKER}
+
+
+def write_marker(folder: Path) -> None:
+    """The marker of a source folder the phantom rendered: what it rendered there, file by file, with hashes."""
+    (folder / PHANTOM_MARKER).write_text(json.dumps({"rendered_by": "painsearch data synth",
+                                                     "files": _rendered(folder)}, indent=0) + "\n")
+
+
+def is_verified_phantom(folder: str | Path) -> bool:
+    """Whether `folder` holds exactly what the phantom rendered there: its marker lists every file it holds, with
+    the same bytes. Only such data may be pseudonymised with the public demo key: a marker copied beside real
+    faces, or real faces added to a phantom, do not pass."""
+    folder = Path(folder)
+    try:
+        listed = json.loads((folder / PHANTOM_MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(listed, dict) and bool(listed) and _rendered(folder) == listed
+
+
 def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0) -> dict:
     """Render the four phantom sources under `out`; the same seed gives the same bytes."""
     sc = scale if isinstance(scale, Scale) else get_scale(scale)
@@ -254,7 +279,7 @@ def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0) -> dict:
         before = len(writer.truth)
         fn(writer, sc, np.random.default_rng([seed, i]))
         counts[name] = len(writer.truth) - before
-        (out / name / PHANTOM_MARKER).write_text("rendered by painsearch data synth\n")
+        write_marker(out / name)
     with open(out / TRUTH_FILE, "w", newline="") as f:
         fields = list(writer.truth[0])
         csvw = csv.DictWriter(f, fieldnames=fields)

@@ -19,9 +19,9 @@ import numpy as np
 
 from pipelines.config import PrepareConfig
 from pipelines.errors import PainsearchError, Rejection
-from pipelines.phantom.synth import PHANTOM_MARKER
+from pipelines.phantom.synth import is_verified_phantom
 from pipelines.preprocess.preprocessor import Preprocessor, settings
-from pipelines.privacy import load_key, pseudonym
+from pipelines.privacy import DEMO_KEY, load_key, pseudonym
 from pipelines.progress import Progress
 from pipelines.shards.schema import CHUNKS, FORMAT, FORMAT_VERSION, MANIFEST, REPORT, shard_path, to_parquet
 from pipelines.sources import read_source
@@ -40,8 +40,7 @@ class Plan:
 
 
 def _is_phantom(kind: str, location: str) -> bool:
-    root = Path(location).parent if kind == "manifest" else Path(location)
-    return (root / PHANTOM_MARKER).exists()
+    return is_verified_phantom(Path(location).parent if kind == "manifest" else Path(location))
 
 
 def _sha256(path: str) -> str:
@@ -211,6 +210,9 @@ def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] 
     `checked` is what `check_inputs` returned, when the caller checked before starting Ray."""
     t0 = time.time()
     key, listings = checked or check_inputs(cfg)
+    if key == DEMO_KEY:
+        log("prepare: every source holds exactly what `data synth` rendered there (checked file by file), so "
+            "subject pseudonyms use the public demo key; real data needs PAINSEARCH_SUBJECT_KEY or subject_key_file")
     store = open_store(cfg.out, cfg.s3_endpoint)
     work = plan(cfg, key, listings)
     done_ids = {name[: -len(".json")] for name in store.list(CHUNKS) if name.endswith(".json")}
