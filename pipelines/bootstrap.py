@@ -1,7 +1,7 @@
 """What a Python process of painsearch sets before TensorFlow is imported: the one home of that order.
 
 - `TF_USE_LEGACY_KERAS=1`: the training loop is written against tf-keras, because Keras 3 with
-  MultiWorkerMirroredStrategy fails under Ray Train (reference/stack-notes.md). TensorFlow reads the
+  MultiWorkerMirroredStrategy fails under Ray Train (docs/stack.md). TensorFlow reads the
   variable once, at import, so it is set here, as a default the user may override.
 - torch and torchvision before TensorFlow, in a process that both detects faces (MTCNN: torch) and
   runs a network: importing torchvision after TensorFlow kills the process with a segmentation fault

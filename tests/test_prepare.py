@@ -176,6 +176,27 @@ def test_the_demo_key_applies_only_to_what_the_phantom_rendered(tiny_phantom, tm
     assert not (tmp_path / "o" / MANIFEST).exists()
 
 
+def test_a_corrected_manifest_row_is_redone_on_a_rerun(tiny_phantom, tmp_path, monkeypatch):
+    """A chunk's identity covers every field of its rows: a pain level corrected in the manifest makes the rerun
+    redo that chunk, and the shards hold the new level (not the stale one beside a summary showing the new)."""
+    monkeypatch.setenv("PAINSEARCH_SUBJECT_KEY", "k" * 32)
+    src = tmp_path / "dela"
+    shutil.copytree(tiny_phantom / "delaware", src)
+    cfg = prepare_config({"sources": {"manifest": str(src / "manifest.csv")}, "out": str(tmp_path / "o"),
+                          "engine": "local", "chunk_size": 4, "preprocess": {"background": "none"}})
+    prepare(cfg, log=QUIET)
+    lines = (src / "manifest.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.endswith(",pain,1"))
+    lines[row] = lines[row][: -len("1")] + "3"
+    (src / "manifest.csv").write_text("\n".join(lines) + "\n")
+    logs = []
+    prepare(cfg, log=logs.append)
+    planned = next(line for line in logs if "chunks;" in line)
+    assert " 1 to do" in planned, planned
+    levels = read_table(str(tmp_path / "o"), columns=["pain_level"]).column("pain_level").to_pylist()
+    assert levels.count(3.0) == 1
+
+
 def test_u2net_without_weights_stops_before_any_work(tiny_phantom, tmp_path, monkeypatch):
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty"))
     cfg = tiny_prepare_config(tiny_phantom, str(tmp_path / "o"), preprocess={"background": "u2net_human_seg"})

@@ -1,4 +1,4 @@
-"""The four networks the paper trained from scratch, layer by layer as in reference/architectures.md.
+"""The four networks the paper trained from scratch, layer by layer as in docs/networks.md.
 
 Every Conv2D and MaxPooling2D uses padding "same" and ReLU; the head is Dense(n_classes, softmax).
 """

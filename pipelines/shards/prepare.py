@@ -97,7 +97,10 @@ def plan(cfg: PrepareConfig, key: bytes, listings: list[Listing]) -> Plan:
         items = items_by_dataset[dataset]
         for start in range(0, len(items), cfg.chunk_size):
             part = items[start : start + cfg.chunk_size]
-            ident = hashlib.sha256(json.dumps([prep, [(i["rel"], i["sha256"], i["subject"], i["label"]) for i in part]]).encode())
+            # a chunk is what its rows will hold: every field but the absolute path (the folder may move), so a
+            # corrected row (a pain level, a sequence) makes its chunk new and a rerun redoes it
+            ident = hashlib.sha256(json.dumps([prep, [{k: v for k, v in i.items() if k != "path"} for i in part]],
+                                              sort_keys=True).encode())
             chunks.append({"id": ident.hexdigest()[:20], "dataset": dataset, "items": part})
     sampled = Counter(c["dataset"] for c in chunks for _ in c["items"])
     return Plan(chunks, rejected, listed, dict(sampled), {k: sorted(v) for k, v in levels.items()})

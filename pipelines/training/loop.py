@@ -1,7 +1,7 @@
 """The Keras training loop: one function every runner uses (a Ray Train worker, a Tune trial, this process).
 
 Written against tf-keras (TF_USE_LEGACY_KERAS=1, `pipelines.bootstrap`) because Keras 3 with
-MultiWorkerMirroredStrategy fails under Ray Train (reference/stack-notes.md). The global batch is split
+MultiWorkerMirroredStrategy fails under Ray Train (docs/stack.md). The global batch is split
 across workers; every worker scores the whole validation split, so early stopping sees the same numbers
 everywhere.
 """
