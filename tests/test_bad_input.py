@@ -107,6 +107,16 @@ def test_a_manifests_dataset_is_a_plain_pain_db_name(tmp_path, a_face):
     assert "line 2" in reasons[0] and "not a plain name" in reasons[0] and "--cppain" in reasons[2]
 
 
+def test_a_manifest_with_a_column_twice_is_refused(tmp_path):
+    from pipelines.sources import read_source
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "manifest.csv").write_text("path,subject,label,label\nimg/a.jpg,s1,pain,no pain\n")
+    with pytest.raises(PainsearchError, match="label more than once"):
+        read_source("manifest", folder / "manifest.csv")
+
+
 def test_ratings_paths_are_confined_too(tiny_phantom, tmp_path):
     from pipelines.sources import read_source
 

@@ -42,10 +42,16 @@ def read(manifest: str | Path, flag: str = "--manifest", allow_outside: bool = F
     base = manifest.parent
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            header = [c.strip() for c in reader.fieldnames or []]
+            rows = list(reader)
             columns = [c.strip() for c in (rows[0].keys() if rows else [])]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise PainsearchError(f"{flag} {manifest} is not a readable CSV ({exc}); save it as UTF-8 CSV with a header row.") from exc
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:  # a reader of a mapping keeps the last of two same-named columns, silently
+        raise PainsearchError(f"{flag} {manifest} has the column(s) {', '.join(twice)} more than once in its header; "
+                              f"keep one of each.")
     missing = [c for c in REQUIRED if c not in columns]
     if not rows or missing:
         raise PainsearchError(
