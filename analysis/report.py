@@ -95,7 +95,7 @@ EPOCH_COLUMN = "best epoch (from 1)"
 
 def chosen_settings(res: Results) -> pd.DataFrame:
     """What each search chose on validation data and which model scored its test split, below the paper's own
-    settings (reference/architectures.md)."""
+    settings (docs/networks.md)."""
     from search.space import PAPER
 
     rows = [{"model": "the paper", "scenario": "", "fold": "", "trial": "", EPOCH_COLUMN: "", **PAPER, "scored": ""}]

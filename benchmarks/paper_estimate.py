@@ -28,7 +28,7 @@ from benchmarks.report import load_results, write_block  # noqa: E402
 GPU = ("an NVIDIA A10G (g5.2xlarge)", 20e12)  # sustained mixed-precision training FLOP/s: a sixth of its tensor peak
 TRAIN_PER_FORWARD = 3.0  # a training step costs about three forward passes (forward, two backward)
 POOL_IMAGES = 2492  # PAIN-DB after the paper's sampling: the phantom of its size (benchmarks/preprocess.py)
-EXTERNAL_IMAGES = 109  # CP-PAIN (reference/datasets.md)
+EXTERNAL_IMAGES = 109  # CP-PAIN (docs/datasets.md)
 MEAN_EPOCHS = 30  # what a trial asks for on average: the middle of the default epochs range, 10..50
 
 

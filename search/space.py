@@ -1,7 +1,7 @@
 """The search space, defined once: its axes (learning rate, epochs, fine-tuning depth), their default
 ranges, the paper's own settings, and the bounds a config may set. Adding an axis touches this file only.
 
-Defaults follow DESIGN.md and hold the paper's settings strictly inside (reference/architectures.md:
+Defaults follow docs/study.md and hold the paper's settings strictly inside (docs/networks.md:
 learning rate 1e-3 of 1e-2, 1e-3, 1e-4 tried; 30 epochs; nothing frozen): learning rate log-uniform in
 1e-5..1e-2, epochs 10..50, and the frozen share of a pretrained backbone on a grid of tenths in 0..1, so
 that 0 (the paper's choice) and 1 (head only) are reachable values. Networks trained from scratch, or

@@ -1,7 +1,7 @@
 """A manifest CSV for any image set (Delaware, or a user's own): `path,subject,label` at least.
 
 Optional columns: `level` (the source's own intensity; pain when above 0), `sequence`, `frame`,
-`dataset` (default: the manifest's folder name). Paths are relative to the manifest's folder.
+`dataset` (default: the manifest's folder name, in lower case). Paths are relative to the manifest's folder.
 Labels may be 0/1 or words: `pain`; `no pain`, `no_pain`, `neutral`, `none`.
 """
 
@@ -59,7 +59,7 @@ def read(manifest: str | Path, flag: str = "--manifest", allow_outside: bool = F
             f"(found: {', '.join(columns) or 'no rows'}); expected a header with {', '.join(REQUIRED)} "
             f"and optional {', '.join(OPTIONAL)}."
         )
-    default_dataset = base.name or "manifest"
+    default_dataset = base.name.lower() or "manifest"  # dataset keys are lower case: /data/Delaware is `delaware`
     listing = Listing(default_dataset, str(base), video=False)
     for n, raw in enumerate(rows, start=2):
         row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
