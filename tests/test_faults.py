@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import PainsearchError
+from pipelines.errors import PainsearchError, StoreUnreachable
 from pipelines.storage import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def test_a_worker_killed_for_memory_is_recorded_as_out_of_memory(ray_local):
     assert error_kind(ValueError("bad")) == "error"
     # a Ray Train run's error carries its workers' own: one that ran out of memory is classed so
     assert error_kind(WorkerGroupError("[Rank 0 Error Snippet]: Traceback ...", {0: MemoryError("x")})) == "out_of_memory"
-    assert error_kind(PainsearchError("Could not write s3://b/x: the S3 endpoint (x) could not be reached; check")) == "storage"
+    assert error_kind(StoreUnreachable("Could not write s3://b/x: the S3 endpoint (x) could not be reached; check")) == "storage"
 
 
 @pytest.mark.slow
