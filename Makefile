@@ -21,6 +21,7 @@ test: setup
 
 # the fast tier, for the edit loop: no Ray cluster, S3 server or training beyond one step
 check: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 bench: setup

@@ -31,7 +31,7 @@ import pipelines.bootstrap  # noqa: E402,F401  (TensorFlow's environment, from i
 
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import PreprocessConfig, prepare_config  # noqa: E402
-from pipelines.phantom.synth import SCALES, Scale, synth
+from pipelines.phantom.synth import SCALES, Scale, synth  # noqa: E402
 from pipelines.phantom.synth import sources as phantom_sources  # noqa: E402
 from pipelines.shards.prepare import plan, prepare, read_sources  # noqa: E402
 from benchmarks.report import machine, write_block  # noqa: E402

@@ -119,7 +119,7 @@ def test_cppain_bad_ratings_file(tiny_phantom, tmp_path):
     shutil.copytree(tiny_phantom / "cppain", root)
     text = (root / "ratings.csv").read_text().splitlines()
     header = text[0].replace(",wong_baker", "")
-    (root / "ratings.csv").write_text("\n".join([header] + [",".join(l.split(",")[:-1]) for l in text[1:]]))
+    (root / "ratings.csv").write_text("\n".join([header] + [",".join(line.split(",")[:-1]) for line in text[1:]]))
     with pytest.raises(PainsearchError, match="lacks the column.*wong_baker"):
         read_source("cppain", root)
     lines = text[:]

@@ -159,9 +159,9 @@ def test_augmentation_draws_as_a_sequential_and_is_traced_once_per_build(monkeyp
 def test_preprocessing_choice():
     app = build("vgg16", size=32)
     rescale = build("vgg16", size=32, preprocessing="rescale")
-    assert "preprocess_input" in [l.name for l in app.layers]
-    assert "rescale" in [l.name for l in rescale.layers]
-    assert "rescale" in [l.name for l in build("weinet", size=32).layers]
+    assert "preprocess_input" in [layer.name for layer in app.layers]
+    assert "rescale" in [layer.name for layer in rescale.layers]
+    assert "rescale" in [layer.name for layer in build("weinet", size=32).layers]
 
 
 def test_fetched_weights_are_checked_against_kerass_hash(weights_mirror, tmp_path):

@@ -38,8 +38,9 @@ def strangers(output: str) -> list[str]:
 @pytest.mark.slow  # a whole search on a local Ray cluster of its own
 def test_prepare_search_and_analyze_print_only_their_own_lines(tiny_phantom, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True,
-                                       env=env, cwd=tmp_path, timeout=900)  # noqa: E731
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=900)
     prepared = run("data", "prepare", "--config", str(tiny_phantom / "prepare.yaml"), "--out", str(tmp_path / "shards"),
                    "--background", "grabcut", "--size", "32", "--frames", "2")
     searched = run("search", "run", "--config", str(SMOKE), "--set", f"shards={tmp_path / 'shards'}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from collections.abc import Sequence
 
 import pipelines.bootstrap  # noqa: F401  (before TensorFlow is imported anywhere)
