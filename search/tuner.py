@@ -232,9 +232,21 @@ def best_trial(trials: pd.DataFrame, metric_col: str, mode: str) -> pd.Series:
 
 
 def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any]) -> dict[str, Any]:
-    """Run (or continue) one search to its end; return what `done.json` says. Runs as a Ray task."""
+    """Run (or continue) one search to its end; return what `done.json` says. Runs as a Ray task.
+
+    The whole search runs with this process's AWS keys moved out of its environment (Tune would copy them into
+    every trial's runtime env, which Ray logs): every S3 client it makes finds them in the private file, which
+    the AWS SDK reads when a client first asks for credentials and keeps for minutes, so no client may be made
+    before the move."""
+    from pipelines.storage import credentials
+
+    with credentials.out_of_environment():
+        return _run_search(cfg_data, results, key_data)
+
+
+def _run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any]) -> dict[str, Any]:
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_PERIOD_S
-    from pipelines.storage import credentials, open_store
+    from pipelines.storage import open_store
 
     cfg = StudyConfig.model_validate(cfg_data)
     key = SearchKey(**key_data)
@@ -243,10 +255,9 @@ def run_search(cfg_data: dict[str, Any], results: str, key_data: dict[str, Any])
         return json.loads(store.read_bytes(key.path, DONE))
     started = time.time()
     ctx = context_for(cfg, results, key)
-    with credentials.out_of_environment():  # Tune would copy them into every trial's logged runtime env
-        tuner, restored = _tuner(cfg, store, key, ctx)
-        with tune_snapshot.restore_or_stop():
-            grid = tuner.fit()
+    tuner, restored = _tuner(cfg, store, key, ctx)
+    with tune_snapshot.restore_or_stop():
+        grid = tuner.fit()
     tuning_seconds = time.time() - started  # the trials alone; choosing and scoring the test split come after
     optuna_store.sync(store, key)
     trials = _trial_rows(list(grid), cfg, store, key)
