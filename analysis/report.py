@@ -75,6 +75,15 @@ def headline(summ: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def above_chance_note(rows: int) -> str:
+    """What `above chance` claims: a verdict per row, and the correction a reader of several rows at once needs."""
+    return ("'above chance' is judged for each row alone: its accuracy's 95 % interval lies above chance. Read "
+            f"together, the {rows} rows make {rows} such claims, and some may clear chance by luck alone; to claim "
+            f"them all at once at 95 %, hold each to a Bonferroni level (1 - 0.05/{rows}, an interval of "
+            f"{100 * (1 - 0.05 / max(rows, 1)):.2f} %), which only a wider margin over chance than the table's "
+            "interval shows can meet.")
+
+
 def write_tables(res: Results, out: Path, summ: pd.DataFrame, folds: pd.DataFrame, tests: pd.DataFrame,
                  extra: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     per_class = summ[["model", "scenario", *[f"{n}_{k}" for n in PER_CLASS for k in ("mean", "std")], *PER_CLASS]]
@@ -214,6 +223,7 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
               "<p>Mean ± standard deviation over folds (external: over repeats), and the estimate over all test "
               "predictions with its 95 % bootstrap interval (subjects resampled). Chance is what always answering "
               "the commoner class scores.</p>",
+              f"<p class='note'>{html.escape(above_chance_note(len(head)))}</p>",
               _table(head, "headline"),
               "<h3>What was chosen, and what scored the test split</h3>",
               "<p>Each search's choice, made on its validation split alone, below the paper's own settings.</p>",
@@ -268,7 +278,7 @@ def _md(df: pd.DataFrame) -> str:
 
 def _write_md(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Path], tables: dict[str, pd.DataFrame],
               heat: dict | None, raters: dict | None) -> None:
-    lines = ["# Study report", "", _protocol(res), "", "## Results", "", _md(head), ""]
+    lines = ["# Study report", "", _protocol(res), "", "## Results", "", above_chance_note(len(head)), "", _md(head), ""]
     for title, p in figs.items():
         lines += [f"### {title}", "", f"![{title}]({p.relative_to(path.parent)})", ""]
     if heat:

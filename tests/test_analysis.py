@@ -230,6 +230,8 @@ def test_analyze_writes_tables_figures_and_a_self_contained_page(smoke_report, s
     assert len(regions) and (regions["chance"] > 0).all()
     html = (smoke_report / "index.html").read_text()
     assert 'id="headline"' in html and "Protocol" in html and "Agreement of the human raters" in html
+    rows = len(pd.read_csv(tables / "results_by_model_and_scenario.csv"))
+    assert "judged for each row alone" in html and f"Bonferroni level (1 - 0.05/{rows}" in html
     assert not re.search(r"""(src|href)=['"](https?:)?//""", html)  # nothing fetched from a network
     n_figs = html.count("<img ")
     assert n_figs >= 3 + len(regions)
