@@ -59,17 +59,22 @@ class Study:
                 "chosen_settings": chosen_settings(self.results)}
 
     def optuna(self, model: str, scenario: str, fold: int):
-        """The search's Optuna study (read from its journal in the results store)."""
+        """The search's Optuna study, read from its journal in the results store into memory (the local copy the
+        journal is read from is removed)."""
         import tempfile
 
         import optuna
-        from optuna.storages import JournalStorage
+        from optuna.storages import InMemoryStorage, JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
         key = SearchKey(model, scenario, fold)
-        local = Path(tempfile.mkdtemp(prefix="painsearch-optuna-")) / OPTUNA_JOURNAL
-        local.write_bytes(self.results.store.read_bytes(key.path, OPTUNA_JOURNAL))
-        return optuna.load_study(study_name=key.slug, storage=JournalStorage(JournalFileBackend(str(local))))
+        memory = InMemoryStorage()
+        with tempfile.TemporaryDirectory(prefix="painsearch-optuna-") as folder:
+            local = Path(folder) / OPTUNA_JOURNAL
+            local.write_bytes(self.results.store.read_bytes(key.path, OPTUNA_JOURNAL))
+            optuna.copy_study(from_study_name=key.slug, from_storage=JournalStorage(JournalFileBackend(str(local))),
+                              to_storage=memory)
+        return optuna.load_study(study_name=key.slug, storage=memory)
 
 
 def open_study(uri: str, endpoint: str | None = None) -> Study:

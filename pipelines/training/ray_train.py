@@ -11,6 +11,7 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # a restarted worker group gets the run's latest checkpoint; a new run can be told where to start
     restore = ray.train.get_checkpoint() or config.get("resume_from")
     determinism.apply(cfg.deterministic)
-    with tempfile.TemporaryDirectory(prefix="painsearch-restore-") as restore_dir:
+    with tempfile.TemporaryDirectory(prefix="painsearch-restore-") if restore else nullcontext() as restore_dir:
         if restore:
             with restore.as_directory() as d:
                 for f in Path(d).iterdir():
                     (Path(restore_dir) / f.name).write_bytes(f.read_bytes())
-        run(cfg, strategy, epoch_data, val, report, restore_dir if restore else None, config.get("class_weight"),
+        run(cfg, strategy, epoch_data, val, report, restore_dir, config.get("class_weight"),
             is_chief=ctx.get_world_rank() == 0, started_at=started_at)
 
 
