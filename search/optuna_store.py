@@ -78,3 +78,28 @@ def sync_callback(store: Store, key: SearchKey):
             sync(store, key)
 
     return SyncJournal()
+
+
+def merge_journals(store: Store, keys: list[SearchKey], out: Path) -> list[str]:
+    """Every search's Optuna study among `keys` that has a journal in the store, copied into one new journal file
+    `out` under the search's own name (`<model>-<scenario>-fold<k>`): what `optuna-dashboard out` opens whole.
+    Returns the names copied."""
+    import tempfile
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged = JournalStorage(JournalFileBackend(str(out)))
+    copied = []
+    for key in keys:
+        if not store.exists(key.path, OPTUNA_JOURNAL):
+            continue
+        with tempfile.TemporaryDirectory(prefix="painsearch-optuna-") as folder:
+            local = Path(folder) / OPTUNA_JOURNAL
+            local.write_bytes(store.read_bytes(key.path, OPTUNA_JOURNAL))
+            optuna.copy_study(from_study_name=key.slug, from_storage=JournalStorage(JournalFileBackend(str(local))),
+                              to_storage=merged)
+        copied.append(key.slug)
+    return copied

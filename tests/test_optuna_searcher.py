@@ -79,3 +79,30 @@ def test_a_searcher_rebuilt_without_tunes_snapshot_finds_its_trials_in_the_journ
     assert [(t.params["lr"], t.state, t.value, t.intermediate_values) for t in trials] == [
         (configs["t0"]["lr"], optuna.trial.TrialState.COMPLETE, 0.45, {1: 0.4}),
         (configs["t1"]["lr"], optuna.trial.TrialState.COMPLETE, 0.35, {1: 0.3})]
+
+
+def test_every_searchs_journal_gathers_into_one_file_the_dashboard_opens(tmp_path, capsys):
+    """`painsearch search journals` copies each search's Optuna study from the store into one new journal, under the
+    search's own name; a search that has no journal yet is left out, and an existing file is never overwritten."""
+    import json
+
+    from cluster.cli.main import main
+    from search.layout import OPTUNA_JOURNAL, STUDY, SearchKey
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / STUDY).write_text(json.dumps({"config": {"models": ["weinet", "vgg16"], "scenarios": ["external"],
+                                                        "folds": 2}}))
+    ran = [SearchKey("weinet", "external", 0), SearchKey("vgg16", "external", 1)]
+    for n, key in enumerate(ran, start=2):
+        (results / key.path).mkdir(parents=True)
+        journal = JournalStorage(JournalFileBackend(str(results / key.path / OPTUNA_JOURNAL)))
+        study = optuna.create_study(study_name=key.slug, storage=journal, direction="maximize")
+        study.optimize(lambda t: t.suggest_float("learning_rate", 1e-5, 1e-2, log=True), n_trials=n)
+    out = tmp_path / "all.journal"
+    assert main(["search", "journals", str(results), "--out", str(out)]) == 0
+    assert f"optuna-dashboard {out}" in capsys.readouterr().out
+    merged = JournalStorage(JournalFileBackend(str(out)))
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(merged)) == sorted(k.slug for k in ran)
+    assert [len(optuna.load_study(study_name=k.slug, storage=merged).trials) for k in ran] == [2, 3]
+    assert main(["search", "journals", str(results), "--out", str(out)]) == 2  # never over an existing file

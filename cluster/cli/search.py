@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipelines.errors import PainsearchError
 
@@ -47,6 +48,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journals(args: argparse.Namespace) -> int:
+    import json
+
+    from pipelines.storage import open_store
+    from search.layout import STUDY, search_keys
+    from search.optuna_store import merge_journals
+
+    store = open_store(args.results)
+    if not store.exists(STUDY):
+        raise PainsearchError(f"{store.uri} holds no painsearch study ({STUDY} is missing); pass the --storage of a "
+                              f"`painsearch search run`.")
+    out = Path(args.out)
+    if out.exists():
+        raise PainsearchError(f"{out} exists already; name a new file (the journal is written afresh).")
+    cfg = json.loads(store.read_bytes(STUDY))["config"]
+    copied = merge_journals(store, search_keys(cfg["models"], cfg["scenarios"], cfg["folds"]), out)
+    if not copied:
+        raise PainsearchError(f"{store.uri} holds no search's Optuna journal yet; run the study first.")
+    print(f"search: {len(copied)} Optuna studies in {out}; open them with `optuna-dashboard {out}`")
+    return 0
+
+
 def add(sub) -> None:
     se = sub.add_parser("search", help="the study: Ray Tune + Optuna over networks x scenarios x folds")
     sesub = se.add_subparsers(dest="search_command", required=True, metavar="STEP")
@@ -66,3 +89,11 @@ def add(sub) -> None:
                    help="override a `study:` setting, e.g. --set search.trials=4 --set models=[weinet] (repeatable)")
     r.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs of the in-process Ray (default: all); ignored on a cluster")
     r.set_defaults(fn=_run)
+    j = sesub.add_parser(
+        "journals", help="gather every search's Optuna journal into one file optuna-dashboard opens",
+        description="Each search keeps its Optuna study as a journal in the results store; this copies them all "
+        "into one new journal file, each under its search's name (<model>-<scenario>-fold<k>), so that "
+        "`optuna-dashboard FILE` shows the whole study.")
+    j.add_argument("results", metavar="RESULTS", help="a results store (folder or s3://...)")
+    j.add_argument("--out", required=True, metavar="FILE", help="the journal file to write (new)")
+    j.set_defaults(fn=_journals)
