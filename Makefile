@@ -28,6 +28,7 @@ bench: setup
 	$(VENV)/bin/python benchmarks/preprocess.py
 	$(VENV)/bin/python benchmarks/input_pipeline.py
 	$(VENV)/bin/python benchmarks/epoch_input.py
+	$(VENV)/bin/python benchmarks/checkpoint_bytes.py
 	$(VENV)/bin/python benchmarks/trial_overhead.py
 	$(VENV)/bin/python benchmarks/search_efficiency.py
 	$(VENV)/bin/python benchmarks/paper_estimate.py
