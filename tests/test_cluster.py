@@ -36,7 +36,7 @@ def _ports(node: str) -> list[str]:
     return [f"--{n}={free_port()}" for n in names] + [f"--min-worker-port={lo}", f"--max-worker-port={lo + 299}"]
 
 
-def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tuple[str, str]:
+def launcher_commands(port: int, dashboard: int, client: int, temp: Path, worker_temp: Path) -> tuple[str, str]:
     """The launcher YAML's head and worker `ray start` lines, as a cluster runs them, made to fit one machine."""
     cfg = yaml.safe_load((ROOT / "cluster" / "deploy" / "aws-gpu.yaml").read_text())
     head = next(c for c in cfg["head_start_ray_commands"] if "ray start" in c)
@@ -48,7 +48,9 @@ def launcher_commands(port: int, dashboard: int, client: int, temp: Path) -> tup
     head += (f" --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --temp-dir={temp} --dashboard-port={dashboard}"
              f" --ray-client-server-port={client} " + " ".join(_ports("head")))
     worker = worker.replace("$RAY_HEAD_IP:6379", f"127.0.0.1:{port}")
-    worker += " --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=2 " + " ".join(_ports("worker"))
+    # a folder of its own, as on a machine of its own: a node started anew there leaves the head's files alone
+    worker += f" --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=2 --temp-dir={worker_temp} " + " ".join(
+        _ports("worker"))
     return head, worker
 
 
@@ -58,6 +60,7 @@ def two_nodes(tmp_path_factory, ray_local):
     as in the whole suite, where Ray's state API cannot pick a cluster by itself."""
     home = tmp_path_factory.mktemp("home")
     temp = Path(f"/tmp/tn-{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
+    worker_temp = Path(f"/tmp/tw-{os.getpid()}")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}, "HOME": str(home),
            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
            # the nodes' own S3 credentials, as an instance profile gives them
@@ -67,17 +70,18 @@ def two_nodes(tmp_path_factory, ray_local):
                            text=True, timeout=60)
     assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr
     port, dashboard, client = free_port(), free_port(), free_port()
-    head, _ = launcher_commands(port, dashboard, client, temp)
+    head, _ = launcher_commands(port, dashboard, client, temp, worker_temp)
     start_node(head, env)
     nodes = {"address": f"http://127.0.0.1:{dashboard}", "gcs": f"127.0.0.1:{port}", "env": env, "temp": temp,
-             "home": home}
+             "worker_temp": worker_temp, "home": home}
     # the worker node's daemons share the process group of its `ray start` (Ray starts them without a session of
     # their own): that group, and what its processes start, is the node a test can take away
-    nodes["worker_group"] = start_node(launcher_commands(port, dashboard, client, temp)[1], env)
-    nodes["start_worker"] = lambda: start_node(launcher_commands(port, dashboard, client, temp)[1], env)
+    nodes["worker_group"] = start_node(launcher_commands(port, dashboard, client, temp, worker_temp)[1], env)
+    nodes["start_worker"] = lambda: start_node(launcher_commands(port, dashboard, client, temp, worker_temp)[1], env)
     yield nodes
-    stop_processes_naming(temp)
-    shutil.rmtree(temp, ignore_errors=True)
+    for folder in (temp, worker_temp):
+        stop_processes_naming(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_node(command: str, env: dict) -> int:
@@ -239,7 +243,7 @@ def test_trials_share_two_fake_gpus_half_a_card_each(two_nodes, seaweed, tiny_sh
     assert S3_SECRET not in listing.stdout and seaweed["endpoint"] in listing.stdout
     # nor any file Ray wrote on either node: its runtime-env agent logs every runtime env it creates, and Tune
     # copies the AWS variables of the process it runs in into each trial's
-    leaked = [str(f) for f in Path(two_nodes["temp"]).rglob("*")
+    leaked = [str(f) for folder in (two_nodes["temp"], two_nodes["worker_temp"]) for f in Path(folder).rglob("*")
               if f.is_file() and not f.is_symlink() and S3_SECRET.encode() in f.read_bytes()]
     assert not leaked, leaked
     client = seaweed["client"]

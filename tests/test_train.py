@@ -277,7 +277,7 @@ def test_tensorflows_thread_pools_follow_the_cpus_ray_gave(ray_local):
     per core of the node, which trials sharing the node would oversubscribe."""
     import ray
 
-    @ray.remote(max_calls=1)  # a fresh process each: a pool's size is fixed once TensorFlow runs
+    @ray.remote(max_calls=1)
     def pools() -> tuple[int, int]:
         from pipelines.bootstrap import tensorflow
 
@@ -286,8 +286,14 @@ def test_tensorflows_thread_pools_follow_the_cpus_ray_gave(ray_local):
         return (tf.config.threading.get_intra_op_parallelism_threads(),
                 tf.config.threading.get_inter_op_parallelism_threads())
 
-    assert ray.get(pools.options(num_cpus=0.5).remote()) == (1, 1)
-    assert ray.get(pools.options(num_cpus=2).remote()) == (2, 2)
+    def fresh(cpus: float) -> tuple[int, int]:
+        # a process of its own (a runtime env no other task has): a pool's size is fixed once TensorFlow runs, and
+        # Ray gives a task an idle worker that earlier tasks may have run TensorFlow in
+        env = {"env_vars": {"PAINSEARCH_TEST_WORKER": f"threads-{cpus}"}}
+        return ray.get(pools.options(num_cpus=cpus, runtime_env=env).remote())
+
+    assert fresh(0.5) == (1, 1)
+    assert fresh(2) == (2, 2)
 
 
 def test_oversampling_a_ray_dataset(ray_local, tiny_shards):
