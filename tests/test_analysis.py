@@ -271,15 +271,34 @@ def test_report_opens_in_headless_chromium(smoke_report, chromium, tmp_path):
     assert rates and all(float(r) > 0 and r != "0.000" for r in rates), rates
 
 
-def test_an_output_folder_is_replaced_whole_or_not_at_all(tmp_path):
+def test_an_output_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     """`analyze` and `export` write through `written_whole`: a run that fails half way leaves the earlier output
     untouched (no new file beside the old ones, nothing left over), and one that ends leaves only its own files."""
     import os
 
-    from pipelines.storage.folders import written_whole
+    from pipelines.errors import PainsearchError
+    from pipelines.storage.folders import MARK, written_whole
 
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(PainsearchError, match="did not write there"):  # a folder of the user's is never replaced
+        with written_whole(mine):
+            pass
+    assert (mine / "notes.txt").read_text() == "the user's"
+    shutil.rmtree(mine)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / MARK).write_text("")
+    monkeypatch.chdir(here)
+    with pytest.raises(PainsearchError, match="current folder"):  # `--out .` never replaces the folder it runs in
+        with written_whole("."):
+            pass
+    monkeypatch.undo()
+    shutil.rmtree(here)
     out = tmp_path / "report"
     out.mkdir()
+    (out / MARK).write_text("")  # an earlier run's output
     (out / "old.png").write_text("stale")
     (out / "index.html").write_text("earlier")
     with pytest.raises(RuntimeError):
@@ -291,7 +310,7 @@ def test_an_output_folder_is_replaced_whole_or_not_at_all(tmp_path):
     with written_whole(out) as work:
         (work / "index.html").write_text("new")
         assert (out / "index.html").read_text() == "earlier"  # the old one stands until the new one is whole
-    assert sorted(p.name for p in out.iterdir()) == ["index.html"] and (out / "index.html").read_text() == "new"
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "index.html"] and (out / "index.html").read_text() == "new"
     umask = os.umask(0)
     os.umask(umask)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and (out.stat().st_mode & 0o777) == 0o777 & ~umask

@@ -99,11 +99,11 @@ def test_a_manifests_dataset_is_a_plain_pain_db_name(tmp_path, a_face):
     (folder / "img").mkdir(parents=True)
     (folder / "img" / "face.jpg").write_bytes(a_face)
     rows = [{"path": "img/face.jpg", "subject": "a", "label": "pain", "dataset": d}
-            for d in ("x/../../../escaped", "..", "cppain", "my set", "delaware", "own-data_2")]
+            for d in ("x/../../../escaped", "..", "cppain", "my set", "Delaware", "own-data_2", "CPPain")]
     listing = read_source("manifest", _manifest(folder, rows))
-    assert sorted(r.dataset for r in listing.records) == ["delaware", "own-data_2"]
+    assert sorted(r.dataset for r in listing.records) == ["delaware", "own-data_2"]  # keys are lower case
     reasons = [r.reason for r in listing.rejected]
-    assert len(reasons) == 4 and all("dataset" in r for r in reasons), reasons
+    assert len(reasons) == 5 and all("dataset" in r for r in reasons), reasons
     assert "line 2" in reasons[0] and "not a plain name" in reasons[0] and "--cppain" in reasons[2]
 
 
@@ -190,6 +190,17 @@ def test_ratings_ids_are_text_and_an_empty_one_is_refused(tiny_phantom, tmp_path
     table.to_csv(tmp_path / "empty.csv", index=False)
     with pytest.raises(PainsearchError, match=r"empty id \(first at line 5: subject\)"):
         read_ratings(tmp_path / "empty.csv")
+
+
+def test_a_ratings_file_naming_a_column_twice_is_refused(tiny_phantom, tmp_path):
+    """pandas renames a repeated header (au4, au4.1) and would read the first silently: the header is read raw."""
+    from pipelines.sources.cppain import read_ratings
+
+    lines = (tiny_phantom / "cppain" / "ratings.csv").read_text().splitlines()
+    twice = [lines[0] + ",au4"] + [line + ",0" for line in lines[1:]]
+    (tmp_path / "twice.csv").write_text("\n".join(twice) + "\n")
+    with pytest.raises(PainsearchError, match="au4 more than once"):
+        read_ratings(tmp_path / "twice.csv")
 
 
 def test_one_name_in_two_unicode_forms_is_one_person():

@@ -14,6 +14,8 @@ The label is the paper's consensus: no pain only when every rater's FACS score i
 
 from __future__ import annotations
 
+import csv
+
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +47,10 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
             f"The ratings file {path} lacks the column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
             f"(see the README, 'CP-PAIN ratings')."
         )
-    if df.columns.duplicated().any():
-        twice = sorted(set(df.columns[df.columns.duplicated()]))
+    with open(path, newline="", encoding="utf-8-sig") as f:  # pandas renames a repeated header (x, x.1): read it raw
+        header = [c.strip().lower() for c in next(csv.reader(f), [])]
+    if len(set(header)) < len(header):
+        twice = sorted({c for c in header if header.count(c) > 1})
         raise PainsearchError(f"The ratings file {path} has the column(s) {', '.join(twice)} more than once; keep one "
                               f"of each.")
     ids = ["image", "subject", "video", "rater"]

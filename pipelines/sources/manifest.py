@@ -98,7 +98,7 @@ def read(manifest: str | Path, flag: str = "--manifest", allow_outside: bool = F
         if not row.get("subject"):
             listing.reject(rel, f"{manifest.name} line {n}: no subject")
             continue
-        dataset = row.get("dataset") or default_dataset
+        dataset = (row.get("dataset") or default_dataset).lower()  # dataset keys are lower case everywhere
         problem = dataset_problem(dataset)
         if problem:
             listing.reject(rel, f"{manifest.name} line {n}: {problem}")
