@@ -32,11 +32,8 @@ torch_first()  # this process detects faces and trains
 import numpy as np  # noqa: E402
 
 from benchmarks.report import machine, write_block  # noqa: E402
-from benchmarks.search_efficiency import LEARN  # noqa: E402
+from benchmarks.search_efficiency import learn_shards  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
-from pipelines.config import prepare_config  # noqa: E402
-from pipelines.phantom.synth import sources, synth  # noqa: E402
-from pipelines.shards.prepare import prepare  # noqa: E402
 from pipelines.storage import open_store  # noqa: E402
 from pipelines.training.ray_train import read_epochs  # noqa: E402
 from search.config import load_study_config  # noqa: E402
@@ -85,10 +82,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="painsearch-bench-ckpt-"))
     try:
-        synth(work / "phantom", scale=LEARN, seed=1)
-        prepare(prepare_config({
-            "sources": sources(work / "phantom"), "out": str(work / "shards"), "frames_per_subject_class": 0,
-            "engine": "local", "chunk_size": 64, "preprocess": {"size": 40, "background": "grabcut"}}), log=lambda m: None)
+        learn_shards(work)
         ensure_ray(num_cpus=os.cpu_count())
         runs = {name: one_search(work, name, every_s, args) for name, every_s in POLICIES.items()}
     finally:

@@ -54,6 +54,15 @@ from search.tuner import run_search  # noqa: E402
 LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 1, (256, 192))
 
 
+def learn_shards(work: Path) -> Path:
+    """The LEARN phantom rendered under `work` and prepared at 40 px into `work/shards` (returned)."""
+    synth(work / "phantom", scale=LEARN, seed=1)
+    prepare(prepare_config({
+        "sources": sources(work / "phantom"), "out": str(work / "shards"), "frames_per_subject_class": 0,
+        "engine": "local", "chunk_size": 64, "preprocess": {"size": 40, "background": "grabcut"}}), log=lambda m: None)
+    return work / "shards"
+
+
 def curve(uri: str, cfg) -> dict:
     """What one search spent: best-so-far validation F1 by trial (in start order), epochs, the trials' span (from
     the first trial's loop start to the last epoch's end: what the method changes), Tune's run (the span plus
@@ -98,12 +107,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="painsearch-bench-"))
 
     atexit.register(shutil.rmtree, work, True)  # what the benchmark wrote goes with it
-    root = work / "phantom"
-    synth(root, scale=LEARN, seed=1)
-    prepare(prepare_config({
-        "sources": sources(root),
-        "out": str(work / "shards"), "frames_per_subject_class": 0, "engine": "local", "chunk_size": 64,
-        "preprocess": {"size": 40, "background": "grabcut"}}), log=lambda m: None)
+    learn_shards(work)
     ensure_ray(num_cpus=os.cpu_count())
     results: dict[str, list] = {"TPE + ASHA": [], "random": []}
     for seed in range(args.seeds):

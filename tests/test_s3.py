@@ -129,3 +129,31 @@ def test_a_file_moved_into_an_s3_store_arrives_whole(s3_env, tmp_path):
     assert not local.exists()
     assert store.read_bytes("run", "checkpoint_000000", "model.h5") == data
     assert store.list("run", "checkpoint_000000") == ["model.h5"]
+
+
+def test_a_searchs_keys_live_in_a_private_file_not_its_environment(tmp_path, monkeypatch):
+    """While a search runs, the AWS keys Tune would copy into its trials' logged runtime envs are in a file only
+    this user reads, under every profile name the SDKs look up; after, the environment is as it was and the file
+    gone. A file a killed search left behind is swept."""
+    import os
+
+    from pipelines.storage import credentials
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "canary-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret")
+    monkeypatch.setenv("AWS_DEFAULT_PROFILE", "lab")
+    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
+    folder = tmp_path / f"painsearch-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    stale = folder / f"{credentials.PREFIX}999999999-1"  # no such process
+    stale.write_text("[default]\n")
+    with credentials.out_of_environment():
+        assert "canary-secret" not in "".join(os.environ.values())
+        path = os.environ["AWS_SHARED_CREDENTIALS_FILE"]
+        text = open(path).read()
+        assert "[lab]\n" in text and "aws_secret_access_key = canary-secret" in text
+        assert (os.stat(path).st_mode & 0o777) == 0o600 and not stale.exists()
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "canary-secret" and "AWS_SHARED_CREDENTIALS_FILE" not in os.environ
+    assert not os.path.exists(path)

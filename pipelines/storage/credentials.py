@@ -20,6 +20,20 @@ from pipelines.private import private_folder, write_private
 SECRET_VARS = {"AWS_ACCESS_KEY_ID": "aws_access_key_id", "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
                "AWS_SESSION_TOKEN": "aws_session_token", "AWS_SECURITY_TOKEN": "aws_security_token"}
 FILE_VAR = "AWS_SHARED_CREDENTIALS_FILE"
+PROFILE_VARS = ("AWS_DEFAULT_PROFILE", "AWS_PROFILE")
+PREFIX = "aws-credentials-"
+
+
+def _sweep(folder) -> None:
+    """Remove the files of searches whose process is gone (a SIGKILL skips their own removal)."""
+    for f in folder.glob(f"{PREFIX}*"):
+        try:
+            pid = int(f.name[len(PREFIX):].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except (ValueError, PermissionError):  # not one of ours, or a live process of another user
+            continue
 
 
 @contextmanager
@@ -31,9 +45,13 @@ def out_of_environment() -> Iterator[None]:
         yield
         return
     before = os.environ.get(FILE_VAR)
-    path = private_folder(holds="S3 credentials while a search runs") / f"aws-credentials-{os.getpid()}-{id(found)}"
-    profile = os.environ.get("AWS_PROFILE", "default")
-    write_private(path, f"[{profile}]\n" + "".join(f"{SECRET_VARS[k]} = {v}\n" for k, v in found.items()))
+    folder = private_folder(holds="S3 credentials while a search runs")
+    _sweep(folder)
+    path = folder / f"{PREFIX}{os.getpid()}-{id(found)}"
+    # the section the SDKs look up: AWS_DEFAULT_PROFILE (the C++ SDK's first choice), AWS_PROFILE, else default
+    profiles = dict.fromkeys(os.environ.get(v) for v in PROFILE_VARS if os.environ.get(v)) or {"default": None}
+    keys = "".join(f"{SECRET_VARS[k]} = {v}\n" for k, v in found.items())
+    write_private(path, "".join(f"[{name}]\n{keys}" for name in profiles))
     try:
         for k in found:
             del os.environ[k]
