@@ -38,7 +38,7 @@ from benchmarks.report import machine, write_block  # noqa: E402
 
 
 # PAIN-DB as the paper sampled it: UNBC 25 x 2 x 20, MInt PAIN 20 x 2 x 20, Delaware 240 x 2; CP 53 x 2 x 2.
-PAIN_DB = Scale(25, 2, 20, (320, 240), 20, 2, 4, 5, (640, 360), 240, (300, 400), 53, 2, (480, 360))
+PAIN_DB = Scale(25, 2, 20, (320, 240), 20, 2, 4, 5, (640, 360), 240, (300, 400), 53, 212, (480, 360))
 
 
 def bare_loop(list_file: Path, cfg: PreprocessConfig) -> float:

@@ -51,7 +51,7 @@ from search.study import searches, start_study, write_folds  # noqa: E402
 from search.tuner import run_search  # noqa: E402
 
 # the phantom the training tests learn on (tests/test_train.py)
-LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 1, (256, 192))
+LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 16, (256, 192))
 
 
 def learn_shards(work: Path) -> Path:

@@ -16,7 +16,7 @@ EXPECTED_COUNTS = {
     "unbc": TINY.unbc_subjects * TINY.unbc_sequences * TINY.unbc_frames,
     "mintpain": TINY.mint_subjects * TINY.mint_trials * TINY.mint_sweeps * TINY.mint_frames,
     "manifest": 2 * TINY.delaware_subjects,
-    "cppain": 2 * TINY.cp_subjects * TINY.cp_videos,
+    "cppain": TINY.cp_images,
 }
 
 

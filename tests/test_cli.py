@@ -103,3 +103,9 @@ def test_missing_u2net_weights_via_cli(tiny_phantom, tmp_path):
 def test_synth_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     assert_one_sentence(run("data", "synth", str(tmp_path)), "not an earlier phantom")
+
+
+def test_synth_names_the_cp_factors_when_one_is_unknown(tmp_path):
+    out = run("data", "synth", str(tmp_path / "p"), "--cp-factors", "shortcut,drool")
+    assert_one_sentence(out, "Unknown CP factor(s) 'drool'; choose from")
+    assert "expressiveness" in out.stderr and not (tmp_path / "p").exists()

@@ -13,11 +13,12 @@ from pipelines.errors import PainsearchError
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from pipelines.phantom.cp_shift import CPShift
     from pipelines.phantom.synth import synth
 
-    info = synth(args.out, scale=args.scale, seed=args.seed)
+    info = synth(args.out, scale=args.scale, seed=args.seed, shift=CPShift.parse(args.cp_factors))
     counts = ", ".join(f"{k} {v}" for k, v in info["counts"].items())
-    print(f"phantom ({args.scale}, seed {args.seed}) written to {args.out}: {counts} images; "
+    print(f"phantom ({args.scale}, seed {args.seed}, CP factors {info['cp_factors']}) written to {args.out}: {counts} images; "
           f"prepare it with `painsearch data prepare --config {os.path.join(args.out, 'prepare.yaml')}`")
     return 0
 
@@ -75,6 +76,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def add(sub) -> None:
+    from pipelines.phantom.cp_shift import FACTORS
     from pipelines.phantom.synth import SCALES
 
     data = sub.add_parser("data", help="make, prepare and inspect datasets")
@@ -84,6 +86,9 @@ def add(sub) -> None:
     s.add_argument("out", help="folder to write (new, empty, or an earlier phantom)")
     s.add_argument("--scale", default="tiny", choices=list(SCALES), help="how much to render (default tiny)")
     s.add_argument("--seed", type=int, default=0, help="the same seed renders the same images (default 0)")
+    s.add_argument("--cp-factors", dest="cp_factors", default="all", metavar="LIST",
+                   help=f"how CP faces differ from the sources, after the paper's Discussion: all, none, or some of "
+                        f"{', '.join(FACTORS)}, comma-separated (default all)")
     s.set_defaults(fn=_synth)
 
     pr = dsub.add_parser(

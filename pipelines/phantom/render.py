@@ -39,11 +39,12 @@ class Identity:
     lip_thick: float
     hair_style: int  # 0 short, 1 long, 2 receding, 3 bun
     beard: bool
-    asymmetry: float = 0.0  # CP faces: one side droops
-    tongue: bool = False  # CP faces: tongue shows when the mouth opens
+    asymmetry: float = 0.0  # how far the weak side droops (0..1)
+    weak_side: int = 0  # -1 or 1: the side whose expression is weak (one-sided motor impairment); 0: neither
+    weak_gain: float = 1.0  # the share of each action unit's intensity that shows on the weak side
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, cp: bool = False) -> "Identity":
+    def sample(cls, rng: np.random.Generator) -> "Identity":
         tone = rng.uniform(0.0, 1.0)
         light = np.array([236, 200, 175]) / 255.0
         dark = np.array([110, 72, 52]) / 255.0
@@ -70,8 +71,6 @@ class Identity:
             lip_thick=float(rng.uniform(0.05, 0.08)),
             hair_style=int(rng.integers(4)),
             beard=bool(rng.random() < 0.08),
-            asymmetry=float(rng.uniform(0.3, 1.0)) if cp else 0.0,
-            tongue=cp,
         )
 
 
@@ -90,12 +89,16 @@ class Nuisance:
     noise: float = 2.0
     gaze: tuple[float, float] = (0.0, 0.0)
     background_seed: int = 0
+    motion: float = 0.0  # motion blur's length, as a share of the frame's height
+    motion_angle: float = 0.0  # its direction, radians
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, background_seed: int, cx: float = 0.5, cy: float = 0.5, scale: float = 0.6) -> "Nuisance":
+    def sample(cls, rng: np.random.Generator, background_seed: int, cx: float = 0.5, cy: float = 0.5, scale: float = 0.6,
+               spread: float = 1.0) -> "Nuisance":
+        """`spread` widens the head's roll and yaw by that factor (the same draws, scaled)."""
         return cls(
-            roll=float(rng.normal(0, 5)),
-            yaw=float(rng.uniform(-0.25, 0.25)),
+            roll=float(rng.normal(0, 5) * spread),
+            yaw=float(rng.uniform(-0.25, 0.25) * spread),
             scale=float(scale * rng.uniform(0.9, 1.1)),
             cx=float(cx + rng.normal(0, 0.02)),
             cy=float(cy + rng.normal(0, 0.02)),
@@ -140,6 +143,21 @@ def background(width: int, height: int, seed: int) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(radius=max(1.0, width / 150)))
 
 
+def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
+    """The image averaged along a line `length` pixels long in direction `angle` (radians): a head that moved
+    while the shutter was open."""
+    n = max(2, int(round(length)))
+    dx, dy = np.cos(angle), np.sin(angle)
+    h, w = image.shape[:2]
+    padded = np.pad(image.astype(np.float32), ((n, n), (n, n), (0, 0)), mode="edge")
+    acc = np.zeros((h, w, image.shape[2]), np.float32)
+    for i in range(n):
+        step = i - (n - 1) / 2
+        ox, oy = int(round(step * dx)), int(round(step * dy))
+        acc += padded[n + oy:n + oy + h, n + ox:n + ox + w]
+    return np.clip(np.round(acc / n), 0, 255).astype(np.uint8)
+
+
 def _almond(ex: float, ey: float, w: float, up: float, lo: float, n: int = 24) -> list[tuple[float, float]]:
     t = np.linspace(-1, 1, n)
     xs = ex + t * w / 2
@@ -170,7 +188,14 @@ def render(
         return float(np.clip(aus.get(name, 0.0), 0, 5)) / 5.0
 
     au4, au6, au7, au9, au10, au43 = (k(n) for n in ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43"))
-    au12, au25, au26 = k("AU12"), k("AU25"), k("AU26")
+    au12, au25, au26, au19 = k("AU12"), k("AU25"), k("AU26"), k("AU19")
+
+    def gain(side: int) -> float:
+        """How much of an action unit shows on this side of the face (-1 left, 1 right)."""
+        return identity.weak_gain if side == identity.weak_side else 1.0
+
+    def weak(side: int) -> bool:
+        return side == identity.weak_side
     skin = identity.skin
     skin_rgb = _rgb(skin)
     shadow = _rgb(skin, 0.72)
@@ -217,12 +242,13 @@ def render(
 
     # Eyes and lids: AU43 closes, AU7 tightens both lids, AU6 pushes the lower lid up.
     for side in (-1, 1):
-        droop = asym * 0.04 if side > 0 else 0.0
+        droop = asym * 0.04 if weak(side) else 0.0
+        au43_, au7_, au6_ = au43 * gain(side), au7 * gain(side), au6 * gain(side)
         ex, ey = P(side * identity.eye_dx, eye_y + droop)
         w = ew * a
-        openness = max(0.0, 1.0 - 0.95 * au43 - 0.35 * au7 - 0.15 * au6 - (0.25 * asym if side > 0 else 0.0))
+        openness = max(0.0, 1.0 - 0.95 * au43_ - 0.35 * au7_ - 0.15 * au6_ - (0.25 * asym if weak(side) else 0.0))
         up = 0.14 * a * openness + 0.004 * a
-        lo = 0.08 * a * max(0.05, openness - 0.45 * au6) + 0.004 * a
+        lo = 0.08 * a * max(0.05, openness - 0.45 * au6_) + 0.004 * a
         # socket shadow
         d.ellipse([ex - 0.62 * w, ey - 0.5 * w, ex + 0.62 * w, ey + 0.45 * w], fill=_rgb(skin, 0.9) + (255,))
         almond = _almond(ex, ey, w, up, lo)
@@ -244,24 +270,25 @@ def render(
         # lid fold above the eye
         fold = [(x, y - 0.05 * a - up * 0.3) for x, y in upper_line[3:-3]]
         d.line(fold, fill=crease + (255,), width=max(1, int(0.012 * a)))
-        if au6 > 0:  # crow's feet and a raised cheek
+        if au6_ > 0:  # crow's feet and a raised cheek
             ox = ex + side * 0.55 * w
             for j in (-1, 0, 1):
-                d.line([(ox, ey + j * 0.03 * a), (ox + side * 0.12 * a, ey + j * 0.06 * a)], fill=_rgb(skin, 1 - 0.35 * au6) + (255,), width=max(1, int(0.01 * a * (1 + au6))))
-            d.arc([ex - 0.6 * w, ey + 0.05 * a, ex + 0.6 * w, ey + 0.3 * a], 200, 340, fill=_rgb(skin, 1 - 0.3 * au6) + (255,), width=max(1, int(0.02 * a * au6)))
+                d.line([(ox, ey + j * 0.03 * a), (ox + side * 0.12 * a, ey + j * 0.06 * a)], fill=_rgb(skin, 1 - 0.35 * au6_) + (255,), width=max(1, int(0.01 * a * (1 + au6_))))
+            d.arc([ex - 0.6 * w, ey + 0.05 * a, ex + 0.6 * w, ey + 0.3 * a], 200, 340, fill=_rgb(skin, 1 - 0.3 * au6_) + (255,), width=max(1, int(0.02 * a * au6_)))
         landmarks.append((ex, ey))
         grow("eyes", [(ex - 0.7 * w, ey - 0.4 * w), (ex + 0.7 * w, ey + 0.45 * w)])
 
     # Brows: AU4 lowers them and draws the inner ends together, with furrows between.
     for side in (-1, 1):
-        droop = asym * 0.05 if side > 0 else 0.0
-        base_y = eye_y - identity.brow_gap + 0.09 * au4 + 0.03 * au9 + droop
-        inner_x = side * max(0.1, identity.eye_dx - ew * 0.62 - 0.05 * au4)
+        droop = asym * 0.05 if weak(side) else 0.0
+        au4_, au9_ = au4 * gain(side), au9 * gain(side)
+        base_y = eye_y - identity.brow_gap + 0.09 * au4_ + 0.03 * au9_ + droop
+        inner_x = side * max(0.1, identity.eye_dx - ew * 0.62 - 0.05 * au4_)
         outer_x = side * (identity.eye_dx + ew * 0.7)
-        inner_y = base_y + 0.06 * au4 - 0.01 * (1 - au4)
+        inner_y = base_y + 0.06 * au4_ - 0.01 * (1 - au4_)
         t = np.linspace(0, 1, 12)
         xs = inner_x + (outer_x - inner_x) * t
-        ys = inner_y + (base_y + 0.02 - inner_y) * t - 0.06 * np.sin(np.pi * t) * (1 - 0.5 * au4)
+        ys = inner_y + (base_y + 0.02 - inner_y) * t - 0.06 * np.sin(np.pi * t) * (1 - 0.5 * au4_)
         th = identity.brow_thick * (1 - 0.4 * t)
         top = [P(x, y - h / 2) for x, y, h in zip(xs, ys, th)]
         bot = [P(x, y + h / 2) for x, y, h in zip(xs[::-1], ys[::-1], th[::-1])]
@@ -295,42 +322,48 @@ def render(
     # Mouth: AU10 lifts the upper lip, AU12 pulls the corners up, AU25/26 part the lips and drop the jaw.
     my = identity.mouth_y
     mw = identity.mouth_w * (1 + 0.15 * au12) / 2
-    corner_up = 0.07 * au12
-    gap = 0.02 * au25 + 0.12 * au26 + (0.04 if identity.tongue and au26 > 0 else 0.0)
-    upper_raise = 0.05 * au10
+    corner_up = {side: 0.07 * au12 * gain(side) for side in (-1, 1)}
+    gap = 0.02 * au25 + 0.12 * au26
+    if au19 > 0:  # the tongue shows: the mouth opens for it
+        gap = max(gap, 0.05 + 0.04 * au19)
     lt = identity.lip_thick
-    left_corner = P(-mw, my - corner_up + asym * 0.0)
-    right_corner = P(mw, my - corner_up + asym * 0.05)
+    left_corner = P(-mw, my - corner_up[-1] + (asym * 0.05 if weak(-1) else 0.0))
+    right_corner = P(mw, my - corner_up[1] + (asym * 0.05 if weak(1) else 0.0))
     t = np.linspace(-1, 1, 20)
     xs = t * mw
     bow = 0.012 * np.cos(np.pi * t * 1.5)
-    curve = -corner_up * np.abs(t) ** 2 + asym * 0.05 * (t > 0) * t
-    up_top = [P(x, my - lt - upper_raise * (1 - t_**2) - b_ + c) for x, t_, b_, c in zip(xs, t, bow, curve)]
-    up_bot = [P(x, my - 0.002 - upper_raise * (1 - t_**2) * 0.8 + c) for x, t_, c in zip(xs, t, curve)]
+    curve = -np.where(t < 0, corner_up[-1], corner_up[1]) * np.abs(t) ** 2 + asym * 0.05 * np.clip(t * identity.weak_side, 0, None)
+    raise_ = 0.05 * au10 * np.where(t < 0, gain(-1), gain(1))  # AU10 lifts the upper lip
+    up_top = [P(x, my - lt - r * (1 - t_**2) - b_ + c) for x, t_, b_, c, r in zip(xs, t, bow, curve, raise_)]
+    up_bot = [P(x, my - 0.002 - r * (1 - t_**2) * 0.8 + c) for x, t_, c, r in zip(xs, t, curve, raise_)]
     lo_top = [P(x, my + gap * (1 - t_**2) + c) for x, t_, c in zip(xs, t, curve)]
     lo_bot = [P(x, my + gap * (1 - t_**2) + lt * 1.2 * (1 - t_**2) ** 0.5 + 0.01 + c) for x, t_, c in zip(xs, t, curve)]
     opening = up_bot + lo_top[::-1]
-    if gap > 0.005 or upper_raise > 0.01:
+    if gap > 0.005 or raise_.max() > 0.01:
         d.polygon(opening, fill=(60, 20, 22, 255))
         teeth = [(x, y) for x, y in up_bot] + [(x, y + 0.05 * a) for x, y in up_bot[::-1]]
         mask = Image.new("L", (size, size), 0)
         ImageDraw.Draw(mask).polygon(opening, fill=255)
         tl = Image.new("RGBA", (size, size), (0, 0, 0, 0))
         ImageDraw.Draw(tl).polygon(teeth, fill=(235, 232, 220, 255))
-        if identity.tongue and gap > 0.05:
-            tx, ty = P(0.05, my + gap * 0.8)
-            ImageDraw.Draw(tl).ellipse([tx - 0.2 * a, ty - 0.08 * a, tx + 0.2 * a, ty + 0.12 * a], fill=(200, 90, 100, 255))
         layer.paste(tl, (0, 0), Image.fromarray(np.minimum(np.array(mask), np.array(tl)[..., 3])))
     d.polygon(up_top + up_bot[::-1], fill=identity.lips + (255,))
     d.polygon(lo_top + lo_bot[::-1], fill=tuple(min(255, int(c * 1.08)) for c in identity.lips) + (255,))
     d.line(up_bot, fill=(70, 30, 30, 255), width=max(1, int(0.012 * a)))
+    tongue: list[tuple[float, float]] = []
+    if au19 > 0:  # stuck out over the lower lip, a little to one side
+        tx, ty = P(0.04, my + gap * 0.7)
+        tw, th = 0.2 * a, (0.12 + 0.14 * au19) * a
+        tongue = [(tx - tw, ty - 0.04 * a), (tx + tw, ty + th)]
+        d.ellipse([*tongue[0], *tongue[1]], fill=(196, 88, 98, 255))
+        d.line([(tx, ty), (tx, ty + 0.6 * th)], fill=(160, 60, 72, 255), width=max(1, int(0.01 * a)))
     # nasolabial folds deepen with AU10, AU12 and AU6
-    fold_k = min(1.0, 0.3 + 0.8 * au10 + 0.6 * au12 + 0.3 * au6)
     for side in (-1, 1):
-        pts = [P(side * (nw + 0.06), nose_y - 0.02), P(side * (identity.mouth_w / 2 + 0.08), my - corner_up - 0.02), P(side * (identity.mouth_w / 2 + 0.1), my + 0.08)]
+        fold_k = min(1.0, 0.3 + (0.8 * au10 + 0.6 * au12 + 0.3 * au6) * gain(side))
+        pts = [P(side * (nw + 0.06), nose_y - 0.02), P(side * (identity.mouth_w / 2 + 0.08), my - corner_up[side] - 0.02), P(side * (identity.mouth_w / 2 + 0.1), my + 0.08)]
         d.line(pts, fill=_rgb(skin, 1 - 0.3 * fold_k) + (255,), width=max(1, int(0.018 * a * fold_k + 1)), joint="curve")
     landmarks.extend([left_corner, right_corner])
-    grow("mouth", up_top + lo_bot)
+    grow("mouth", up_top + lo_bot + tongue)
     # AU10's region: the upper lip and what its raise uncovers, up to where the lip rests when AU10 is full
     grow("upper_lip", up_top + up_bot + [P(x, my - lt - 0.05 - b_) for x, b_ in zip(xs, bow)])
     # the jaw drops with AU26: extend the chin
@@ -379,6 +412,8 @@ def render(
     img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
     if nuisance.blur > 0.05:
         img = img.filter(ImageFilter.GaussianBlur(radius=nuisance.blur))
+    if nuisance.motion > 0:
+        img = Image.fromarray(motion_blur(np.asarray(img), nuisance.motion * height, nuisance.motion_angle))
     region_boxes = {}
     for name, (x0, y0, x1, y1) in regions.items():
         corners = [to_frame(p) for p in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 from PIL import Image
 
+from pipelines.phantom import cp_shift
+from pipelines.phantom.cp_shift import CPShift
 from pipelines.phantom.render import Identity, Nuisance, render
 from pipelines.errors import PainsearchError, choices
 from pipelines.labels import PAIN_AUS, facs_score, pspi
@@ -32,7 +34,7 @@ FIRST_NAMES = ["Ana", "Ben", "Carla", "Dan", "Eva", "Femi", "Gil", "Hana", "Ivo"
 
 @dataclass(frozen=True)
 class Scale:
-    """How much phantom to render; `tiny` feeds the tests, `small` the demo, `paper` mimics PAIN-DB."""
+    """How much phantom to render; `tiny` feeds the tests, `small` the demo, `paper` mimics PAIN-DB and CP-PAIN."""
 
     unbc_subjects: int
     unbc_sequences: int
@@ -46,14 +48,15 @@ class Scale:
     delaware_subjects: int
     delaware_size: tuple[int, int]
     cp_subjects: int
-    cp_videos: int
+    cp_images: int  # a pain and a rest frame per kept video, the videos shared out over the people in turn
     cp_size: tuple[int, int]
 
 
 SCALES: dict[str, Scale] = {
-    "tiny": Scale(4, 2, 10, (320, 240), 3, 1, 4, 3, (480, 270), 8, (300, 400), 6, 1, (320, 240)),
-    "small": Scale(10, 3, 16, (320, 240), 8, 2, 4, 4, (640, 360), 40, (300, 400), 20, 2, (480, 360)),
-    "paper": Scale(25, 8, 60, (320, 240), 20, 2, 40, 5, (1920, 1080), 240, (600, 800), 53, 2, (640, 480)),
+    "tiny": Scale(4, 2, 10, (320, 240), 3, 1, 4, 3, (480, 270), 8, (300, 400), 6, 12, (320, 240)),
+    "small": Scale(10, 3, 16, (320, 240), 8, 2, 4, 4, (640, 360), 40, (300, 400), 20, 80, (480, 360)),
+    # CP-PAIN: 109 images of the study's 53 participants (the paper's Methods)
+    "paper": Scale(25, 8, 60, (320, 240), 20, 2, 40, 5, (1920, 1080), 240, (600, 800), 53, 109, (640, 480)),
 }
 
 
@@ -76,31 +79,43 @@ def _pain_aus(rng: np.random.Generator, strength: float) -> dict[str, float]:
     return out
 
 
-def _distractors(rng: np.random.Generator, mouth_open_rate: float = 0.3) -> dict[str, float]:
-    """Smiles and open mouths happen with and without pain, so they cannot be a shortcut."""
-    return {
-        "AU12": float(rng.integers(1, 5)) if rng.random() < 0.25 else 0.0,
-        "AU25": float(rng.integers(1, 4)) if rng.random() < mouth_open_rate else 0.0,
-        "AU26": float(rng.integers(1, 5)) if rng.random() < mouth_open_rate * 0.6 else 0.0,
-    }
+def _mouth(rng: np.random.Generator, open_rate: float) -> dict[str, float]:
+    """A smile on a quarter of faces whatever their expression, and an open mouth (lips parted, AU25; the jaw
+    dropped, AU26) at `open_rate`. Every draw is made whatever the rate, so a factor switched on or off changes
+    nothing else about the faces."""
+    u = rng.random(3)
+    levels = rng.integers(1, 5, 3)
+    return {"AU12": float(levels[0]) if u[0] < 0.25 else 0.0,
+            "AU25": float(min(levels[1], 3)) if u[1] < open_rate else 0.0,
+            "AU26": float(levels[2]) if u[2] < open_rate * 0.6 else 0.0}
+
+
+DRAWN_AUS = (*PAIN_AUS, "AU12", "AU19", "AU25", "AU26")  # the truth file's columns: every AU the renderer draws
 
 
 class _Writer:
-    def __init__(self, out: Path, seed: int) -> None:
+    def __init__(self, out: Path, seed: int, shift: CPShift) -> None:
         self.out = out
         self.seed = seed
+        self.shift = shift
         self.truth: list[dict] = []
         self._bg = seed * 100_000
 
     def face(self, ident: Identity, aus: dict[str, float], rng: np.random.Generator, size: tuple[int, int],
-             scale: float = 0.6, weaken: float = 1.0) -> tuple[np.ndarray, dict]:
+             scale: float = 0.6, spread: float = 1.0, motion: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, dict]:
+        """One face showing `aus`, and what the truth file keeps of it: landmarks, regions and pose."""
         self._bg += 1
-        shown = {k: v * weaken for k, v in aus.items()}
-        nu = Nuisance.sample(rng, background_seed=self._bg, scale=scale)
-        r = render(ident, shown, nu, size[0], size[1])
-        return r.image, {"landmarks": r.landmarks.round(1).tolist(), "regions": {k: [round(x, 1) for x in v] for k, v in r.regions.items()}}
+        nu = Nuisance.sample(rng, background_seed=self._bg, scale=scale, spread=spread)
+        nu = replace(nu, motion=motion[0], motion_angle=motion[1])
+        r = render(ident, aus, nu, size[0], size[1])
+        return r.image, {"landmarks": r.landmarks.round(1).tolist(),
+                         "regions": {k: [round(x, 1) for x in v] for k, v in r.regions.items()},
+                         "pose": {"roll": round(nu.roll, 2), "yaw": round(nu.yaw, 3), "motion": round(nu.motion, 4)}}
 
-    def save(self, path: Path, image: np.ndarray, dataset: str, aus: dict[str, float], extra: dict) -> None:
+    def save(self, path: Path, image: np.ndarray, dataset: str, aus: dict[str, float], extra: dict, pain: bool,
+             factors: dict | None = None) -> None:
+        """Write one image and its truth row: the AUs drawn, whether the face was drawn in pain, and the CP factors
+        that shaped it."""
         path.parent.mkdir(parents=True, exist_ok=True)
         img = Image.fromarray(image)
         if path.suffix.lower() in (".jpg", ".jpeg"):
@@ -108,9 +123,9 @@ class _Writer:
         else:
             img.save(path)
         self.truth.append({
-            "dataset": dataset, "path": str(path.relative_to(self.out)),
-            **{au: aus.get(au, 0.0) for au in (*PAIN_AUS, "AU12", "AU25", "AU26")},
-            "geometry": json.dumps(extra),
+            "dataset": dataset, "path": str(path.relative_to(self.out)), "state": "pain" if pain else "rest",
+            **{au: aus.get(au, 0.0) for au in DRAWN_AUS},
+            "geometry": json.dumps(extra), "factors": json.dumps(factors or {}),
         })
 
 
@@ -131,17 +146,20 @@ def _unbc(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
                 peak = rng.uniform(0.4, 1.0)
                 idx = np.arange(start, min(n, start + length))
                 curve[idx] = peak * np.sin(np.pi * (idx - start + 0.5) / length)
-            base = _distractors(rng)
+            # the mouth keeps its state through a sequence's rest and its pain, mostly
+            base = {pain: _mouth(rng, w.shift.mouth_open(cp=False, pain=pain)) for pain in (False, True)}
             for f in range(n):
                 frame_no = f + 1
                 name = f"{seq}{frame_no:03d}"
                 rel = Path(subject) / seq
                 strength = float(curve[f]) if curve[f] > 0.15 else 0.0
-                aus = {**_pain_aus(rng, strength), **(base if rng.random() < 0.7 else _distractors(rng))}
+                pain = strength > 0
+                fresh = _mouth(rng, w.shift.mouth_open(cp=False, pain=pain))
+                aus = {**_pain_aus(rng, strength), **(base[pain] if rng.random() < 0.7 else fresh)}
                 image, geo = w.face(ident, aus, rng, sc.unbc_size, scale=0.75)
                 if s == 0 and q == 0 and f == 0:
                     image = np.zeros_like(image)  # like the known pure-black UNBC frames
-                w.save(root / "Images" / rel / f"{name}.png", image, "unbc", aus, geo)
+                w.save(root / "Images" / rel / f"{name}.png", image, "unbc", aus, geo, pain)
                 (root / "Frame_Labels" / "PSPI" / rel).mkdir(parents=True, exist_ok=True)
                 (root / "Frame_Labels" / "PSPI" / rel / f"{name}_facs.txt").write_text(f"{pspi(aus):.7e}\n")
                 (root / "Frame_Labels" / "FACS" / rel).mkdir(parents=True, exist_ok=True)
@@ -163,12 +181,12 @@ def _mintpain(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
                 # about half the sweeps are label 0, the rest spread over 1..4
                 level = 0 if sw % 2 == 0 else int(rng.integers(1, 5))
                 sweep = folder / f"Annotated_data_{sub}_{trial}" / f"{sub}_{trial}_Sweep{sw + 1:02d}_Label{level}" / "RGB"
-                base = _distractors(rng)
+                base = _mouth(rng, w.shift.mouth_open(cp=False, pain=level > 0))
                 for f in range(sc.mint_frames):
                     aus = {**_pain_aus(rng, level / 4.0), **base}
                     image, geo = w.face(ident, aus, rng, sc.mint_size, scale=0.45)
                     stamp = f"RGB-12-{sw:02d}-{f:02d}-{rng.integers(0, 1000):03d}.jpg"
-                    w.save(sweep / stamp, image, "mintpain", aus, geo)
+                    w.save(sweep / stamp, image, "mintpain", aus, geo, level > 0)
 
 
 def _delaware(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
@@ -179,10 +197,11 @@ def _delaware(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
         sid = f"{'FM'[s % 2]}{s + 1:03d}"
         for label in (0, 1):
             # posed expressions: strong pain, or neutral
-            aus = {**_pain_aus(rng, rng.uniform(0.6, 1.0) if label else 0.0), **_distractors(rng, 0.15)}
+            aus = {**_pain_aus(rng, rng.uniform(0.6, 1.0) if label else 0.0),
+                   **_mouth(rng, w.shift.mouth_open(cp=False, pain=bool(label)))}
             image, geo = w.face(ident, aus, rng, sc.delaware_size, scale=0.5)
             rel = Path("images") / f"{sid}_{'pain' if label else 'neutral'}.jpg"
-            w.save(root / rel, image, "delaware", aus, geo)
+            w.save(root / rel, image, "delaware", aus, geo, bool(label))
             rows.append({"path": str(rel), "subject": sid, "label": "pain" if label else "no pain", "level": label})
     with open(root / MANIFEST_FILE, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "subject", "label", "level"])
@@ -193,37 +212,89 @@ def _delaware(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
 STIMULI = (("injection", 77), ("stretching", 32), ("other", 18))
 
 
+def cp_videos(sc: Scale) -> list[tuple[int, int, tuple[str, ...]]]:
+    """The kept CP videos: (person, the video's number for that person, the moments kept from it). Each video
+    gives a pain and a rest frame; an odd image count leaves one video with its rest frame only (its pain frame
+    occluded, as the paper's Methods say of the videos it dropped)."""
+    n = (sc.cp_images + 1) // 2
+    videos = [(v % sc.cp_subjects, v // sc.cp_subjects, ("pain", "rest")) for v in range(n)]
+    if sc.cp_images % 2:
+        person, number, _ = videos[-1]
+        videos[-1] = (person, number, ("rest",))
+    return videos
+
+
+def cp_person(rng: np.random.Generator, shift: CPShift) -> tuple[Identity, dict]:
+    """A CP person's identity and their own factors (drawn whatever the shift, so that switching one factor
+    keeps every other draw)."""
+    ident = Identity.sample(rng)
+    expressiveness = float(rng.uniform(*cp_shift.EXPRESSIVENESS))
+    one_sided = bool(rng.random() < cp_shift.ONE_SIDED_SHARE)
+    side = int(rng.choice([-1, 1]))
+    droop = float(rng.uniform(0.3, 1.0))
+    smiles = bool(rng.random() < cp_shift.SMILE_SHARE)
+    if shift.one_sided and one_sided:
+        ident = replace(ident, weak_side=side, weak_gain=cp_shift.ONE_SIDED_GAIN, asymmetry=droop)
+    return ident, {"expressiveness": expressiveness if shift.expressiveness else 1.0,
+                   "weak_side": ident.weak_side, "smiles_in_pain": smiles and shift.smile}
+
+
+def cp_frame(rng: np.random.Generator, shift: CPShift, person: dict, pain: bool) -> tuple[dict, dict, dict]:
+    """One CP frame's expression: the pain AUs the raters score, the AUs drawn, and the frame's factors."""
+    scored = _pain_aus(rng, rng.uniform(0.3, 1.0) if pain else 0.0)
+    mouth = _mouth(rng, shift.mouth_open(cp=True, pain=pain))
+    moving = rng.random() < cp_shift.REST_MOVEMENT_RATE
+    which = rng.permutation(cp_shift.REST_MOVEMENT_AUS)[: int(rng.integers(1, 3))]
+    levels = rng.integers(1, 3, len(which))
+    tongue, tongue_level = rng.random() < cp_shift.TONGUE_RATE, float(rng.integers(2, 5))
+    smile_level = float(rng.integers(3, 6))
+    blurred = rng.random() < cp_shift.MOTION_BLUR_RATE
+    blur = (float(rng.uniform(*cp_shift.MOTION_BLUR_LENGTH)), float(rng.uniform(0, np.pi)))
+
+    drawn = {au: v * person["expressiveness"] for au, v in scored.items()}
+    involuntary = {}
+    if shift.rest_movements and moving:
+        involuntary = {str(au): float(v) for au, v in zip(which, levels)}
+        drawn.update({au: max(drawn[au], v) for au, v in involuntary.items()})
+    drawn.update(mouth)
+    if pain and person["smiles_in_pain"]:
+        drawn["AU12"] = max(drawn["AU12"], smile_level)
+    drawn["AU19"] = tongue_level if shift.tongue and tongue else 0.0
+    motion = blur if shift.pose and blurred else (0.0, 0.0)
+    return scored, drawn, {**person, "involuntary": involuntary, "motion": motion}
+
+
 def _cppain(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
     root = w.out / "cppain"
     ratings = []
     stimuli = [s for s, n in STIMULI for _ in range(n)]
-    for s in range(sc.cp_subjects):
-        ident = Identity.sample(rng, cp=True)
-        pid = f"P{s + 1:03d}"
-        for v in range(sc.cp_videos):
-            video = f"V{v + 1:02d}"
-            stimulus = stimuli[int(rng.integers(len(stimuli)))]
-            for moment in ("pain", "rest"):
-                strength = rng.uniform(0.3, 1.0) if moment == "pain" else 0.0
-                # CP faces: open mouth and tongue often, weaker expression
-                aus = {**_pain_aus(rng, strength), **_distractors(rng, mouth_open_rate=0.6)}
-                image, geo = w.face(ident, aus, rng, sc.cp_size, scale=0.6, weaken=0.7)
-                rel = Path("images") / f"{pid}_{video}_{moment}.png"
-                w.save(root / rel, image, "cppain", aus, geo)
-                for rater in ("R1", "R2"):
-                    scored = {}
-                    for au in PAIN_AUS:
-                        noisy = aus[au] * 0.7 + rng.normal(0, 0.6)
-                        if aus[au] == 0 and rng.random() < 0.93:
-                            noisy = 0.0
-                        scored[au] = int(np.clip(round(noisy), 0, 5))
-                    score = facs_score(scored)
-                    ratings.append({
-                        "image": str(rel), "subject": pid, "video": video, "stimulus": stimulus, "rater": rater,
-                        **{au.lower(): scored[au] for au in PAIN_AUS},
-                        "ncapc": int(np.clip(round(score * 1.4 + rng.normal(0, 2)), 0, 54)),
-                        "wong_baker": int(np.clip(2 * round((score / 4) + rng.normal(0, 0.7)), 0, 10)),
-                    })
+    people = [cp_person(rng, w.shift) for _ in range(sc.cp_subjects)]
+    for person, number, moments in cp_videos(sc):
+        ident, traits = people[person]
+        pid = f"P{person + 1:03d}"
+        video = f"V{number + 1:02d}"
+        stimulus = stimuli[int(rng.integers(len(stimuli)))]
+        for moment in moments:
+            scored, drawn, factors = cp_frame(rng, w.shift, traits, moment == "pain")
+            spread = cp_shift.POSE_SPREAD if w.shift.pose else 1.0
+            image, geo = w.face(ident, drawn, rng, sc.cp_size, scale=0.6, spread=spread, motion=factors.pop("motion"))
+            rel = Path("images") / f"{pid}_{video}_{moment}.png"
+            w.save(root / rel, image, "cppain", drawn, geo, moment == "pain", factors)
+            # the raters scored the pain they saw in the video's context: involuntary movements at rest are not pain
+            for rater in ("R1", "R2"):
+                rated = {}
+                for au in PAIN_AUS:
+                    noisy = scored[au] * 0.7 + rng.normal(0, 0.6)
+                    if scored[au] == 0 and rng.random() < 0.93:
+                        noisy = 0.0
+                    rated[au] = int(np.clip(round(noisy), 0, 5))
+                score = facs_score(rated)
+                ratings.append({
+                    "image": str(rel), "subject": pid, "video": video, "stimulus": stimulus, "rater": rater,
+                    **{au.lower(): rated[au] for au in PAIN_AUS},
+                    "ncapc": int(np.clip(round(score * 1.4 + rng.normal(0, 2)), 0, 54)),
+                    "wong_baker": int(np.clip(2 * round((score / 4) + rng.normal(0, 0.7)), 0, 10)),
+                })
     with open(root / RATINGS_FILE, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(ratings[0]))
         writer.writeheader()
@@ -264,16 +335,18 @@ def is_verified_phantom(folder: str | Path) -> bool:
     return isinstance(listed, dict) and bool(listed) and _rendered(folder) == listed
 
 
-def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0) -> dict:
-    """Render the four phantom sources under `out`; the same seed gives the same bytes."""
+def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0, shift: CPShift | None = None) -> dict:
+    """Render the four phantom sources under `out`; the same seed gives the same bytes. `shift` says which of the
+    paper's reasons the CP faces show (all of them unless told: `pipelines/phantom/cp_shift.py`)."""
     sc = scale if isinstance(scale, Scale) else get_scale(scale)
+    shift = CPShift() if shift is None else shift
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / PHANTOM_MARKER).exists():
         raise PainsearchError(
             f"{out} exists and is not an earlier phantom; name an empty or new folder for `data synth`."
         )
     out.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out, seed)
+    writer = _Writer(out, seed, shift)
     counts = {}
     for i, (name, fn) in enumerate(SOURCES.items()):
         before = len(writer.truth)
@@ -285,7 +358,8 @@ def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0) -> dict:
         csvw = csv.DictWriter(f, fieldnames=fields)
         csvw.writeheader()
         csvw.writerows(writer.truth)
-    info = {"scale": scale if isinstance(scale, str) else "custom", "seed": seed, "counts": counts, "params": asdict(sc)}
+    info = {"scale": scale if isinstance(scale, str) else "custom", "seed": seed, "cp_factors": shift.label(),
+            "counts": counts, "params": asdict(sc)}
     (out / PHANTOM_MARKER).write_text(json.dumps(info, indent=2) + "\n")
     (out / "prepare.yaml").write_text(
         "# painsearch data prepare --config this file: the phantom's four sources.\n"
