@@ -34,6 +34,8 @@ bench: setup
 	$(VENV)/bin/python benchmarks/paper_estimate.py
 	$(VENV)/bin/python benchmarks/reliability.py
 	$(VENV)/bin/python benchmarks/predict_throughput.py
+	$(VENV)/bin/python benchmarks/scenario_gap.py
+	$(VENV)/bin/python benchmarks/label_issues.py
 
 clean:
 	rm -rf $(VENV) demo-out smoke-out

@@ -23,7 +23,9 @@ from analysis import figures
 from analysis.comparisons import compare
 from analysis.config import ReportConfig
 from analysis.lime_heatmaps import NO_PAIN_NOTE
+from analysis.label_issues import TOP, label_issues, top_frames
 from analysis.results import Results, load
+from analysis.scenario_gap import central_result
 from analysis.summary import PER_CLASS, per_fold, summary
 from pipelines.storage.folders import written_whole
 
@@ -42,6 +44,24 @@ table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px sol
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 .maps img{width:210px}.note{color:#555;font-size:0.9em}.gap{color:#a00}.wide{overflow-x:auto;max-width:100%}
 </style>"""
+
+
+CENTRAL_NOTE = ("The paper's question: how much worse does a network do on images of people it has seen (image "
+                "folds), on people it has not seen (subject folds), and on adults with cerebral palsy (the external "
+                "set)? Each image counts once (an external image's probabilities averaged over the repeats); 95 % "
+                "intervals resample people, and a gap's resamples each side's people on their own. A network that "
+                "leans towards calling pain on CP faces shows a pain recall far above its no-pain recall.")
+VIDEOS_NOTE = ("Each CP video gives a frame at the moment of pain and one at rest, of the same person in the same "
+               "recording. Among the videos whose two frames the raters labelled differently: how often the network "
+               "scores the pain frame higher (0.5 is no better than a coin), and by how much. A shift common to a "
+               "person's frames (a face the network finds painful whatever it shows) moves neither.")
+
+LABEL_ISSUES_NOTE = ("Frames taken from videos may carry imprecise labels (the paper's warning). Every pool image is "
+                     "scored once by a network that never trained on it (the k-fold scenarios' test splits, subject "
+                     "folds first, averaged over networks); cleanlab's confident learning flags the frames whose given "
+                     "label those scores make least likely. Ids are the shards' pseudonymous image ids: look a frame "
+                     "up in the shards (painsearch data inspect) or your own key's mapping before relabelling it. A "
+                     "flag is a reason to look again, not a verdict.")
 
 
 def _png(path: Path) -> str:
@@ -146,6 +166,20 @@ def _analyze(uri: str, out: Path, endpoint: str | None, config: ReportConfig,
         extra["datasets_table2"] = pd.DataFrame(t2["datasets"])
     except Exception as exc:  # the shards may live where this machine cannot reach
         log(f"analyze: the dataset breakdown is left out ({exc})")
+    sequences, paper_data = None, False
+    try:
+        from pipelines.shards.read import read_manifest, read_meta
+        from pipelines.storage import open_store
+
+        meta = read_meta(cfg["shards"], cfg.get("s3_endpoint"))
+        sequences = dict(zip(meta["image_id"], meta["sequence"]))
+        real = not read_manifest(open_store(cfg["shards"], cfg.get("s3_endpoint"))).get("phantom", True)
+        paper_data = real and sorted(cfg["pool"]) == ["delaware", "mintpain", "unbc"] and cfg["external"] == ["cppain"]
+    except Exception as exc:  # the shards may live where this machine cannot reach
+        log(f"analyze: the paired CP-video analysis is left out ({exc})")
+    central = central_result(res.predictions, sequences, paper_data, n_boot=config.bootstrap, seed=cfg.get("seed", 0))
+    extra.update(central)
+    extra.update(label_issues(res.predictions))
     from pipelines.models.build import model_table
 
     extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
@@ -219,7 +253,13 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
     if "datasets_table2" in tables:
         parts.append(_table(tables["datasets_table2"], "datasets"))
     parts += ["<h2>Protocol</h2>", f"<p>{html.escape(_protocol(res))}</p>",
-              "<h2>Results</h2>",
+              "<h2>The central result: unseen images, unseen people, CP faces</h2>",
+              f"<p>{html.escape(CENTRAL_NOTE)}</p>", _table(tables["scenario_gap"], "scenario-gap"),
+              "<h3>Gaps between scenarios</h3>", _table(tables["scenario_gaps"], "scenario-gaps")]
+    if not tables["cp_videos"].empty:
+        parts += ["<h3>CP videos: the pain frame against the rest frame</h3>", f"<p>{html.escape(VIDEOS_NOTE)}</p>",
+                  _table(tables["cp_videos"], "cp-videos")]
+    parts += ["<h2>Results</h2>",
               "<p>Mean ± standard deviation over folds (external: over repeats), and the estimate over all test "
               "predictions with its 95 % bootstrap interval (subjects resampled). Chance is what always answering "
               "the commoner class scores.</p>",
@@ -236,6 +276,11 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
                   "Differences in accuracy and macro F1 with a paired bootstrap over subjects, McNemar's exact test on "
                   "the per-image votes beside them; p-values Holm-corrected within each scenario.</p>",
                   _table(tables["model_comparisons"], "comparisons")]
+    if not tables["label_issue_counts"].empty:
+        parts += ["<h2>Frames that may be mislabelled</h2>", f"<p>{html.escape(LABEL_ISSUES_NOTE)}</p>",
+                  _table(tables["label_issue_counts"], "label-issue-counts"),
+                  f"<h3>The {TOP} most likely in each dataset</h3>",
+                  _table(top_frames(tables["label_issues"]), "label-issues")]
     if heat:
         regions_from = ("the phantom's ground truth" if heat["regions_from"] != "template"
                         else "template boxes: no ground truth was given")
@@ -278,9 +323,16 @@ def _md(df: pd.DataFrame) -> str:
 
 def _write_md(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Path], tables: dict[str, pd.DataFrame],
               heat: dict | None, raters: dict | None) -> None:
-    lines = ["# Study report", "", _protocol(res), "", "## Results", "", above_chance_note(len(head)), "", _md(head), ""]
+    lines = ["# Study report", "", _protocol(res), "", "## The central result: unseen images, unseen people, CP faces",
+             "", CENTRAL_NOTE, "", _md(tables["scenario_gap"]), "", _md(tables["scenario_gaps"]), ""]
+    if not tables["cp_videos"].empty:
+        lines += [VIDEOS_NOTE, "", _md(tables["cp_videos"]), ""]
+    lines += ["## Results", "", above_chance_note(len(head)), "", _md(head), ""]
     for title, p in figs.items():
         lines += [f"### {title}", "", f"![{title}]({p.relative_to(path.parent)})", ""]
+    if not tables["label_issue_counts"].empty:
+        lines += ["## Frames that may be mislabelled", "", LABEL_ISSUES_NOTE, "", _md(tables["label_issue_counts"]), "",
+                  _md(top_frames(tables["label_issues"])), ""]
     if heat:
         lines += ["## Global LIME heatmaps", "", _md(heat["regions"]), ""]
     gaps = _gaps(res)

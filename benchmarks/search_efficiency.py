@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 from benchmarks.report import machine, save_results, write_block  # noqa: E402
 from cluster.local import ensure_ray  # noqa: E402
 from pipelines.config import prepare_config  # noqa: E402
-from pipelines.phantom.synth import Scale, sources, synth  # noqa: E402
+from pipelines.phantom.synth import SCALES, sources, synth  # noqa: E402
 from pipelines.shards.prepare import prepare  # noqa: E402
 from pipelines.storage import open_store  # noqa: E402
 from pipelines.training.ray_train import read_epochs  # noqa: E402
@@ -51,7 +51,7 @@ from search.study import searches, start_study, write_folds  # noqa: E402
 from search.tuner import run_search  # noqa: E402
 
 # the phantom the training tests learn on (tests/test_train.py)
-LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 16, (256, 192))
+LEARN = SCALES["learn"]
 
 
 def learn_shards(work: Path) -> Path:

@@ -107,22 +107,11 @@ def s3_env(seaweed, monkeypatch):
 @pytest.fixture(scope="session")
 def standin_weights(tmp_path_factory) -> Path:
     """A weights folder as `painsearch models fetch-weights` fills it, for every pretrained network of the registry:
-    Keras's own architecture with random weights, saved under the file name Keras publishes (the real files
-    cannot be fetched here)."""
-    import tf_keras as keras
+    Keras's own architecture with seeded random weights, saved under the file name Keras publishes (the real files
+    cannot be fetched here); the same draw every run, so what trains on them is repeatable."""
+    from pipelines.models.weights import write_standins
 
-    from pipelines.models import PRETRAINED, get_spec
-    from pipelines.models.build import resolve
-    from pipelines.models.weights import weights_file_name
-
-    folder = tmp_path_factory.mktemp("imagenet-standins")
-    for i, name in enumerate(PRETRAINED):
-        spec = get_spec(name)
-        keras.utils.set_random_seed(STANDIN_SEED + i)  # the same draw every run: what trains on them is repeatable
-        backbone = resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
-        backbone.save_weights(str(folder / weights_file_name(name)))
-        keras.backend.clear_session()
-    return folder
+    return write_standins(tmp_path_factory.mktemp("imagenet-standins"), seed=STANDIN_SEED)
 
 
 @pytest.fixture

@@ -236,6 +236,15 @@ def test_analyze_writes_tables_figures_and_a_self_contained_page(smoke_report, s
     n_figs = html.count("<img ")
     assert n_figs >= 3 + len(regions)
     assert (smoke_report / "report.md").exists()
+    central = pd.read_csv(tables / "scenario_gap.csv")  # the paper's central result comes first
+    assert len(central) == len(cfg.models) * len(cfg.scenarios) and "paper accuracy" not in central  # a phantom run
+    assert len(pd.read_csv(tables / "scenario_gaps.csv")) == 2 * len(cfg.models)
+    videos = pd.read_csv(tables / "cp_videos.csv")
+    assert len(videos) == len(cfg.models) and (videos["videos"] > 0).all()
+    assert html.index('id="scenario-gap"') < html.index('id="cp-videos"') < html.index('id="headline"')
+    counts = pd.read_csv(tables / "label_issue_counts.csv")  # every pool dataset, scored out of fold once
+    assert set(counts["dataset"]) == set(cfg.pool) and (counts["scenario"] == "subject_kfold").all()
+    assert 'id="label-issue-counts"' in html
 
 
 @pytest.fixture(scope="session")

@@ -247,3 +247,18 @@ def test_rendering_draws_the_factors():
     sharp = render(ident, {}, still, 320, 240).image.astype(float)
     moved = render(ident, {}, replace(still, motion=0.03, motion_angle=0.3), 320, 240).image.astype(float)
     assert np.abs(np.diff(moved, axis=1)).mean() < 0.8 * np.abs(np.diff(sharp, axis=1)).mean()
+
+
+def test_one_dataset_renders_alone_as_it_does_among_the_others(tmp_path):
+    """CP faces rendered again with other factors hold the same people and backgrounds as in the whole phantom."""
+    from pipelines.phantom.cp_shift import CPShift
+
+    synth(tmp_path / "all", MICRO, seed=2)
+    synth(tmp_path / "cp", MICRO, seed=2, datasets=("cppain",))
+    synth(tmp_path / "cp-none", MICRO, seed=2, shift=CPShift.none(), datasets=("cppain",))
+    assert digest(tmp_path / "all" / "cppain") == digest(tmp_path / "cp" / "cppain")
+    assert sorted(p.name for p in (tmp_path / "cp").iterdir()) == sorted(
+        [".painsearch-phantom", "_phantom_truth.csv", "cppain", "prepare.yaml"])
+    assert digest(tmp_path / "cp-none" / "cppain") != digest(tmp_path / "cp" / "cppain")
+    with pytest.raises(PainsearchError, match="'cp'; choose from cppain, delaware, mintpain, unbc"):
+        synth(tmp_path / "x", MICRO, datasets=("cp",))

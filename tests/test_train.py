@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.config import train_config
-from pipelines.phantom.synth import Scale, synth
+from pipelines.phantom.synth import SCALES, synth
 from pipelines.shards.prepare import prepare
 from pipelines.shards.read import open_dataset, read_table
 from pipelines.training.checkpoint import STATE_FILE
@@ -25,7 +25,7 @@ EPOCHS = 12
 TWO_EPOCHS = 3  # the two-worker run
 # The tiny phantom (144 faces, 34 for validation) is too small for a network trained from scratch to
 # learn the expression reliably; this one (382 faces, about 40 s to render) is the smallest that does.
-LEARN = Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 16, (256, 192))
+LEARN = SCALES["learn"]
 
 
 def is_val(sha: str) -> bool:

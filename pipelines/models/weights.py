@@ -107,3 +107,23 @@ def fetch_weights(to: str, names: list[str] | None = None, base_url: str | None 
         store.write_bytes(data, file_name)
         written.append(file_name)
     return written
+
+
+def write_standins(folder: str | Path, names: tuple[str, ...] = PRETRAINED, seed: int = 0) -> Path:
+    """A weights folder laid out as `fetch_weights` fills it, holding Keras's own architectures with seeded random
+    weights under the file names Keras publishes: what tests and benchmarks train on where ImageNet's files
+    cannot be fetched. Network i of `names` draws with seed + its index in the registry, so a network's stand-in
+    is the same whichever others are written beside it."""
+    import tf_keras as keras
+
+    from pipelines.models.build import resolve
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        spec = get_spec(name)
+        keras.utils.set_random_seed(seed + PRETRAINED.index(name))
+        backbone = resolve(spec.builder)(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+        backbone.save_weights(str(folder / weights_file_name(name)))
+        keras.backend.clear_session()
+    return folder

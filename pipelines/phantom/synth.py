@@ -55,6 +55,8 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "tiny": Scale(4, 2, 10, (320, 240), 3, 1, 4, 3, (480, 270), 8, (300, 400), 6, 12, (320, 240)),
     "small": Scale(10, 3, 16, (320, 240), 8, 2, 4, 4, (640, 360), 40, (300, 400), 20, 80, (480, 360)),
+    # the smallest on which a network trained from scratch learns the expression (the training tests, benchmarks)
+    "learn": Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 8, 16, (256, 192)),
     # CP-PAIN: 109 images of the study's 53 participants (the paper's Methods)
     "paper": Scale(25, 8, 60, (320, 240), 20, 2, 40, 5, (1920, 1080), 240, (600, 800), 53, 109, (640, 480)),
 }
@@ -99,7 +101,11 @@ class _Writer:
         self.seed = seed
         self.shift = shift
         self.truth: list[dict] = []
-        self._bg = seed * 100_000
+        self._bg = 0
+
+    def start(self, dataset_index: int) -> None:
+        """Backgrounds are numbered per dataset, so one dataset renders the same alone or with the others."""
+        self._bg = (self.seed * 4 + dataset_index) * 100_000
 
     def face(self, ident: Identity, aus: dict[str, float], rng: np.random.Generator, size: tuple[int, int],
              scale: float = 0.6, spread: float = 1.0, motion: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, dict]:
@@ -304,11 +310,12 @@ def _cppain(w: _Writer, sc: Scale, rng: np.random.Generator) -> None:
 SOURCES = {"unbc": _unbc, "mintpain": _mintpain, "delaware": _delaware, "cppain": _cppain}
 
 
-def sources(root: str | Path) -> dict[str, str]:
+def sources(root: str | Path, datasets: tuple[str, ...] = tuple(SOURCES)) -> dict[str, str]:
     """The `data prepare` sources of a phantom rendered under `root`: kind -> the folder (or manifest) to read."""
     root = Path(root).resolve()
-    return {"unbc": str(root / "unbc"), "mintpain": str(root / "mintpain"),
-            "manifest": str(root / "delaware" / MANIFEST_FILE), "cppain": str(root / "cppain")}
+    every = {"unbc": ("unbc", str(root / "unbc")), "mintpain": ("mintpain", str(root / "mintpain")),
+             "delaware": ("manifest", str(root / "delaware" / MANIFEST_FILE)), "cppain": ("cppain", str(root / "cppain"))}
+    return dict(every[d] for d in SOURCES if d in datasets)
 
 
 def _rendered(folder: Path) -> dict[str, str]:
@@ -335,11 +342,18 @@ def is_verified_phantom(folder: str | Path) -> bool:
     return isinstance(listed, dict) and bool(listed) and _rendered(folder) == listed
 
 
-def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0, shift: CPShift | None = None) -> dict:
-    """Render the four phantom sources under `out`; the same seed gives the same bytes. `shift` says which of the
-    paper's reasons the CP faces show (all of them unless told: `pipelines/phantom/cp_shift.py`)."""
+def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0, shift: CPShift | None = None,
+          datasets: tuple[str, ...] = tuple(SOURCES)) -> dict:
+    """Render the phantom's sources under `out`; the same seed gives the same bytes. `shift` says which of the
+    paper's reasons the CP faces show (all of them unless told: `pipelines/phantom/cp_shift.py`). `datasets`
+    renders some of the four only, each exactly as a whole render draws it (CP faces again with other factors,
+    say)."""
     sc = scale if isinstance(scale, Scale) else get_scale(scale)
     shift = CPShift() if shift is None else shift
+    unknown = [d for d in datasets if d not in SOURCES]
+    if unknown or not datasets:
+        raise PainsearchError(f"Unknown phantom dataset(s) {', '.join(map(repr, unknown))}; choose from "
+                              f"{choices(SOURCES)}.")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / PHANTOM_MARKER).exists():
         raise PainsearchError(
@@ -349,7 +363,10 @@ def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0, shift: CP
     writer = _Writer(out, seed, shift)
     counts = {}
     for i, (name, fn) in enumerate(SOURCES.items()):
+        if name not in datasets:
+            continue
         before = len(writer.truth)
+        writer.start(i)
         fn(writer, sc, np.random.default_rng([seed, i]))
         counts[name] = len(writer.truth) - before
         write_marker(out / name)
@@ -362,7 +379,7 @@ def synth(out: str | Path, scale: str | Scale = "tiny", seed: int = 0, shift: CP
             "counts": counts, "params": asdict(sc)}
     (out / PHANTOM_MARKER).write_text(json.dumps(info, indent=2) + "\n")
     (out / "prepare.yaml").write_text(
-        "# painsearch data prepare --config this file: the phantom's four sources.\n"
-        + yaml.safe_dump({"sources": sources(out), "out": str(out.resolve() / "shards")}, sort_keys=False)
+        "# painsearch data prepare --config this file: the phantom's sources.\n"
+        + yaml.safe_dump({"sources": sources(out, datasets), "out": str(out.resolve() / "shards")}, sort_keys=False)
     )
     return info

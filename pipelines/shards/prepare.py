@@ -231,6 +231,7 @@ def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] 
         "format": FORMAT, "version": FORMAT_VERSION, "created": report["created"],
         "preprocess": json.loads(settings(cfg.preprocess)), "seed": cfg.seed,
         "frames_per_subject_class": cfg.frames_per_subject_class,
+        "phantom": key == DEMO_KEY,  # every source is what `data synth` rendered: no real person's face
         "files": [{"path": m["file"], "dataset": m["dataset"], "rows": m["rows"]} for m in markers if m["file"]],
         "datasets": {ds: {**c, "levels": work.levels.get(ds, [])} for ds, c in report["datasets"].items()},
     }
