@@ -392,9 +392,11 @@ def render(
     # Pose and placement in the frame.
     target_head_h = nuisance.scale * height  # head height (2b) in output pixels
     zoom = target_head_h / (2 * b / s) / s
-    layer = layer.rotate(nuisance.roll, resample=Image.BICUBIC, center=(cx, cy))
     out_side = max(8, int(round(size * zoom)))
     layer = layer.resize((out_side, out_side), Image.LANCZOS)
+    # rolled at the frame's scale, not the supersampled layer's: the same turn about the same point, a ninth of
+    # the pixels at the usual sizes
+    layer = layer.rotate(nuisance.roll, resample=Image.BICUBIC, center=(cx * out_side / size, cy * out_side / size))
     frame = background(width, height, nuisance.background_seed)
     ox = int(round(nuisance.cx * width - cx * zoom))
     oy = int(round(nuisance.cy * height - cy * zoom))
