@@ -104,3 +104,26 @@ def search_reliability(trials: pd.DataFrame, metric: str, path: Path) -> Path | 
     if trials.groupby(["model", "scenario", "fold"]).ngroups <= 12:
         ax.legend(fontsize=6, ncol=2)
     return _save(fig, path)
+
+
+def reliability_diagram(preds: pd.DataFrame, path: Path) -> Path | None:
+    """Mean pain probability against the share of pain images, per bin, one panel per scenario and a line per
+    network; the diagonal is perfect calibration, and a point's size shows how many images its bin holds."""
+    from analysis.calibration import BINS, reliability
+    from analysis.scores import probs_of
+
+    scenarios = [s for s in SCENARIO_NAMES if s in set(preds["scenario"])]
+    if not scenarios:
+        return None
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(3.6 * len(scenarios), 3.8), squeeze=False)
+    for ax, s in zip(axes[0], scenarios):
+        ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--")
+        for model, df in preds[preds["scenario"] == s].groupby("model", sort=True):
+            r = reliability(df["label"].to_numpy(), probs_of(df)[:, 1], BINS)
+            ax.plot(r["mean_probability"], r["pain_share"], marker="o", lw=1, label=model)
+            ax.scatter(r["mean_probability"], r["pain_share"], s=8 + 60 * r["images"] / max(1, r["images"].max()),
+                       alpha=0.3)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean pain probability", title=SCENARIO_NAMES[s])
+    axes[0][0].set_ylabel("share of pain images")
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    return _save(fig, path)

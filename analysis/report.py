@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures
+from analysis.calibration import BINS, calibration_table
 from analysis.comparisons import compare
 from analysis.config import ReportConfig
 from analysis.lime_heatmaps import NO_PAIN_NOTE
@@ -56,6 +57,10 @@ VIDEOS_NOTE = ("Each CP video gives a frame at the moment of pain and one at res
                "scores the pain frame higher (0.5 is no better than a coin), and by how much. A shift common to a "
                "person's frames (a face the network finds painful whatever it shows) moves neither.")
 
+CALIBRATION_NOTE = ("Whether a pain probability means what it says, over every test prediction (each repeat's "
+                    f"model counts as a model): the Brier score (0 is perfect; always answering 0.5 scores 0.25) and "
+                    f"the expected calibration error over {BINS} equal-width bins of the pain probability (the "
+                    "image-weighted mean gap between a bin's mean probability and its share of pain images).")
 LABEL_ISSUES_NOTE = ("Frames taken from videos may carry imprecise labels (the paper's warning). Every pool image is "
                      "scored once by a network that never trained on it (the k-fold scenarios' test splits, subject "
                      "folds first, averaged over networks); cleanlab's confident learning flags the frames whose given "
@@ -180,6 +185,7 @@ def _analyze(uri: str, out: Path, endpoint: str | None, config: ReportConfig,
     central = central_result(res.predictions, sequences, paper_data, n_boot=config.bootstrap, seed=cfg.get("seed", 0))
     extra.update(central)
     extra.update(label_issues(res.predictions))
+    extra["calibration"] = calibration_table(res.predictions)
     from pipelines.models.build import model_table
 
     extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
@@ -193,6 +199,9 @@ def _analyze(uri: str, out: Path, endpoint: str | None, config: ReportConfig,
     p = figures.per_class_external(summ, out / "figures" / "per_class_external.png")
     if p:
         figs["Per-class precision and recall on the external set (Figure 5)"] = p
+    p = figures.reliability_diagram(res.predictions, out / "figures" / "calibration.png")
+    if p:
+        figs[f"Calibration: reliability of the pain probability ({BINS} equal-width bins; the diagonal is perfect)"] = p
     p = figures.search_reliability(res.trials, cfg["search"]["metric"], out / "figures" / "search_reliability.png")
     if p:
         figs["Reliability of the search: best validation score against trials spent"] = p
@@ -270,6 +279,7 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
               _table(tables["chosen_settings"], "chosen-settings")]
     for title, p in figs.items():
         parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{_png(p)}'>")
+    parts += ["<h3>Calibration</h3>", f"<p>{html.escape(CALIBRATION_NOTE)}</p>", _table(tables["calibration"], "calibration")]
     if not tables["model_comparisons"].empty:
         parts += ["<h3>Paired comparisons</h3>",
                   "<p>Each test image counts once: its probabilities are averaged over the repeats that scored it. "

@@ -245,6 +245,9 @@ def test_analyze_writes_tables_figures_and_a_self_contained_page(smoke_report, s
     counts = pd.read_csv(tables / "label_issue_counts.csv")  # every pool dataset, scored out of fold once
     assert set(counts["dataset"]) == set(cfg.pool) and (counts["scenario"] == "subject_kfold").all()
     assert 'id="label-issue-counts"' in html
+    calibration = pd.read_csv(tables / "calibration.csv")
+    assert len(calibration) == len(res) and calibration["brier"].between(0, 1).all()
+    assert (smoke_report / "figures" / "calibration.png").is_file() and "10 equal-width bins" in html
 
 
 @pytest.fixture(scope="session")
@@ -340,4 +343,21 @@ def test_figure_titles_are_never_cut_off(tmp_path, monkeypatch):
     figures.per_class_external(summ, tmp_path / "f5.png")
     figures.by_network(summ.assign(accuracy_mean=0.5, accuracy_std=0.1, f1_pain_mean=0.5, f1_pain_std=0.1),
                        tmp_path / "f4.png")
-    assert len(drawn) == 2 and all(figures.outside(fig) == [] for fig in drawn), [figures.outside(f) for f in drawn]
+    preds = pd.DataFrame({"model": "vgg16", "scenario": "external", "label": [0, 1] * 10,
+                          "prob_0": np.linspace(0, 1, 20), "prob_1": np.linspace(1, 0, 20)})
+    figures.reliability_diagram(pd.concat([preds, preds.assign(model="weinet")]), tmp_path / "cal.png")
+    assert len(drawn) == 3 and all(figures.outside(fig) == [] for fig in drawn), [figures.outside(f) for f in drawn]
+
+
+def test_calibration_measures_on_known_values():
+    from analysis.calibration import brier, ece, reliability
+
+    y = np.array([1, 0, 1, 0, 1, 1, 0, 0])
+    assert brier(y, y.astype(float)) == 0 and brier(y, np.full(8, 0.5)) == 0.25
+    honest = np.array([0.75, 0.75, 0.75, 0.75, 0.25, 0.25, 0.25, 0.25])  # 3 of 4 pain, then 1 of 4
+    labels = np.array([1, 1, 1, 0, 1, 0, 0, 0])
+    assert ece(labels, honest) == pytest.approx(0.0)
+    bold = np.where(honest > 0.5, 0.95, 0.05)  # the same ranking, overconfident by 0.2 in every bin
+    assert ece(labels, bold) == pytest.approx(0.2)
+    r = reliability(labels, bold)
+    assert r["images"].tolist() == [4, 4] and r["pain_share"].tolist() == [0.25, 0.75] and r["low"].tolist() == [0.0, 0.9]
