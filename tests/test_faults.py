@@ -298,3 +298,27 @@ def test_an_outage_is_classed_storage_by_its_type_not_its_words(monkeypatch):
         store._call(failing("AWS Error ACCESS_DENIED: Access Denied"), "read", 0.3)
     assert not isinstance(refused.value, StoreUnreachable) and error_kind(refused.value) == "error"
     assert error_kind(PainsearchError("Could not read s3://b: the S3 endpoint could not be reached")) == "error"
+
+
+def test_an_endpoint_whose_host_name_does_not_resolve_fails_at_once(monkeypatch):
+    """A mistyped endpoint host is refused on its first error with a sentence naming the host, instead of being
+    retried for the store's whole patience as an outage (pyarrow's own words for it, as it gives them)."""
+    from pipelines.errors import PainsearchError, StoreUnreachable
+    from pipelines.storage.store import Store
+    from pipelines.storage.s3 import s3_filesystem
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.lcoal:9000")
+    store = Store(uri="s3://bucket/results", fs=s3_filesystem("http://127.0.0.1:9"), root="bucket/results")
+    calls = []
+
+    def unresolved():
+        calls.append(1)
+        raise OSError("When getting information for key 'results/x' in bucket 'bucket': AWS Error NETWORK_CONNECTION "
+                      "during HeadObject operation: curlCode: 6, Could not resolve hostname; Details: Could not "
+                      "resolve host: minio.lcoal")
+
+    t = time.time()
+    with pytest.raises(PainsearchError) as err:
+        store._call(unresolved, "read", 300)
+    assert time.time() - t < 5 and len(calls) == 1 and not isinstance(err.value, StoreUnreachable)
+    assert "host name (minio.lcoal) does not resolve; check AWS_ENDPOINT_URL for a typo" in str(err.value)

@@ -20,10 +20,14 @@ TRANSIENT = ("curlcode: 7", "couldn't connect", "could not connect", "connection
              "throttl", "requesttimeout", "broken pipe", "empty reply")
 
 
+# A host name that does not resolve is a typo far more often than an outage: waiting does not mend it.
+UNRESOLVED = ("curlcode: 6", "could not resolve host", "couldn't resolve host")
+
+
 def transient(exc: Exception) -> bool:
-    """Whether an S3 error is worth trying again (see `TRANSIENT`)."""
+    """Whether an S3 error is worth trying again (see `TRANSIENT`; never `UNRESOLVED`)."""
     text = str(exc).lower()
-    return any(t in text for t in TRANSIENT)
+    return not any(t in text for t in UNRESOLVED) and any(t in text for t in TRANSIENT)
 
 
 def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
@@ -71,6 +75,10 @@ def explain_error(uri: str, is_s3: bool, action: str, exc: Exception) -> str:
     elif "nosuchbucket" in lowered or "bucket does not exist" in lowered or "not found" in lowered and "bucket" in lowered:
         why = "the bucket does not exist"
         fix = "create the bucket first, or name an existing one"
+    elif any(t in lowered for t in UNRESOLVED):
+        host = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}").hostname or endpoint
+        why = f"the S3 endpoint's host name ({host}) does not resolve"
+        fix = f"check {ENDPOINT_ENV} for a typo"
     elif "curl" in lowered or "connect" in lowered or "resolve" in lowered or "timeout" in lowered or "timed out" in lowered:
         why = f"the S3 endpoint ({endpoint}) could not be reached"
         fix = f"check {ENDPOINT_ENV} and that the server is running"
