@@ -63,9 +63,10 @@ class Size:
 
 
 SIZES = {
-    # the training tests' LEARN phantom with a CP set of 30 people; 40 px, 12 epochs
-    "full": Size(Scale(6, 2, 16, (256, 192), 4, 1, 6, 4, (320, 180), 40, (240, 320), 30, 60, (256, 192)), 40, 2, 12),
-    "smoke": Size(Scale(3, 1, 8, (256, 192), 2, 1, 2, 3, (320, 180), 8, (240, 320), 6, 12, (256, 192)), 32, 2, 2),
+    # the demo's people (the `small` scale) with two frames less per UNBC sequence and one per MInt PAIN sweep,
+    # every frame kept: about the demo's images after its sampling; 32 px, as the demo trains
+    "full": Size(Scale(10, 3, 8, (320, 240), 8, 2, 4, 3, (640, 360), 40, (300, 400), 20, 80, (480, 360)), 32, 2, 16),
+    "smoke": Size(Scale(3, 1, 8, (256, 192), 2, 1, 2, 3, (320, 180), 8, (240, 320), 6, 12, (256, 192)), 32, 2, 1),
 }
 
 

@@ -344,7 +344,8 @@ def test_a_study_that_loses_a_node_carries_on_by_itself(two_nodes, seaweed, tiny
     job = start()
     try:
         deadline = time.time() + JOB_TIMEOUT_S
-        while not _mid_trial(snap := _snapshot(store, searches(cfg), TRAIN_DIR), epochs):
+        # mid-trial, once a checkpoint of that trial is in the store (its epoch's record can be there first)
+        while not ((snap := _snapshot(store, searches(cfg), TRAIN_DIR))["checkpoint"] and _mid_trial(snap, epochs)):
             if job.poll() is not None:
                 early = job.stdout.read()
                 # the head's job agent needs a few seconds after `ray start` returns

@@ -5,8 +5,8 @@ with cerebral palsy. Each factor below draws one of them, and each can be switch
 benchmark can measure what each one costs. With every factor off, a CP face is drawn like a source face.
 
 - `expressiveness`: "Cognitive factors and motor impairment may affect the gestures, body movement, and mimics
-  ... what could lead to idiosyncratic pain expressions or mask pain of low intensity": each CP person shows
-  pain at a fraction of its strength, so weak pain is barely visible.
+  ... what could lead to idiosyncratic pain expressions or mask pain of low intensity": each CP person's pain
+  action units show a few intensity steps weaker, so weak pain does not show and strong pain shows weakened.
 - `one_sided`: the same sentence, for people whose motor impairment is on one side: their expression shows on
   one half of the face only, and that half droops.
 - `rest_movements`: involuntary movements at rest (the same sentence): brow lowering, cheek raising, lid
@@ -29,12 +29,13 @@ from dataclasses import dataclass, fields, replace
 
 from pipelines.errors import PainsearchError, choices
 
-# `expressiveness`: a CP person's pain shows at this share of its strength, drawn once per person
-EXPRESSIVENESS = (0.2, 0.75)
+# `expressiveness`: each pain action unit of a CP person shows this many intensity steps weaker (drawn once per
+# person, never below 0): weak pain vanishes, strong pain shows weakened
+EXPRESSIVENESS = (0.5, 2.0)
 # `one_sided`: this share of CP people shows expression on one side only, at this share of its strength there
 ONE_SIDED_SHARE = 0.4
 ONE_SIDED_GAIN = 0.15
-# `rest_movements`: this share of CP frames (of both classes) has 1-2 of these AUs at intensity 1-2
+# `rest_movements`: this share of CP frames (of both classes) has 2-3 of these AUs at intensity 1-2
 REST_MOVEMENT_RATE = 0.6
 REST_MOVEMENT_AUS = ("AU4", "AU6", "AU7", "AU9", "AU10")
 # `pose`: head roll and yaw spread this many times wider than in the sources; this share of frames has motion
@@ -42,8 +43,9 @@ REST_MOVEMENT_AUS = ("AU4", "AU6", "AU7", "AU9", "AU10")
 POSE_SPREAD = 2.2
 MOTION_BLUR_RATE = 0.5
 MOTION_BLUR_LENGTH = (0.012, 0.03)
-# `shortcut`: how often the mouth is open (AU25, and AU26 at 0.6 of that), by dataset group and class
-MOUTH_OPEN = {"sources_pain": 0.6, "sources_rest": 0.12, "cp": 0.6}
+# `shortcut`: how often the mouth is open (lips parted, AU25; the jaw dropped, AU26, at 0.8 of that), by dataset
+# group and class
+MOUTH_OPEN = {"sources_pain": 0.75, "sources_rest": 0.1, "cp": 0.7}
 MOUTH_OPEN_UNLINKED = 0.3  # every group and class, with the factor off
 # `tongue`: this share of CP frames of both classes shows the tongue (FACS AU19, tongue show)
 TONGUE_RATE = 0.3

@@ -89,7 +89,7 @@ def _mouth(rng: np.random.Generator, open_rate: float) -> dict[str, float]:
     levels = rng.integers(1, 5, 3)
     return {"AU12": float(levels[0]) if u[0] < 0.25 else 0.0,
             "AU25": float(min(levels[1], 3)) if u[1] < open_rate else 0.0,
-            "AU26": float(levels[2]) if u[2] < open_rate * 0.6 else 0.0}
+            "AU26": float(levels[2]) if u[2] < open_rate * 0.8 else 0.0}
 
 
 DRAWN_AUS = (*PAIN_AUS, "AU12", "AU19", "AU25", "AU26")  # the truth file's columns: every AU the renderer draws
@@ -234,14 +234,14 @@ def cp_person(rng: np.random.Generator, shift: CPShift) -> tuple[Identity, dict]
     """A CP person's identity and their own factors (drawn whatever the shift, so that switching one factor
     keeps every other draw)."""
     ident = Identity.sample(rng)
-    expressiveness = float(rng.uniform(*cp_shift.EXPRESSIVENESS))
+    masked = float(rng.uniform(*cp_shift.EXPRESSIVENESS))
     one_sided = bool(rng.random() < cp_shift.ONE_SIDED_SHARE)
     side = int(rng.choice([-1, 1]))
     droop = float(rng.uniform(0.3, 1.0))
     smiles = bool(rng.random() < cp_shift.SMILE_SHARE)
     if shift.one_sided and one_sided:
         ident = replace(ident, weak_side=side, weak_gain=cp_shift.ONE_SIDED_GAIN, asymmetry=droop)
-    return ident, {"expressiveness": expressiveness if shift.expressiveness else 1.0,
+    return ident, {"masked_steps": masked if shift.expressiveness else 0.0,
                    "weak_side": ident.weak_side, "smiles_in_pain": smiles and shift.smile}
 
 
@@ -250,14 +250,14 @@ def cp_frame(rng: np.random.Generator, shift: CPShift, person: dict, pain: bool)
     scored = _pain_aus(rng, rng.uniform(0.3, 1.0) if pain else 0.0)
     mouth = _mouth(rng, shift.mouth_open(cp=True, pain=pain))
     moving = rng.random() < cp_shift.REST_MOVEMENT_RATE
-    which = rng.permutation(cp_shift.REST_MOVEMENT_AUS)[: int(rng.integers(1, 3))]
+    which = rng.permutation(cp_shift.REST_MOVEMENT_AUS)[: int(rng.integers(2, 4))]
     levels = rng.integers(1, 3, len(which))
     tongue, tongue_level = rng.random() < cp_shift.TONGUE_RATE, float(rng.integers(2, 5))
     smile_level = float(rng.integers(3, 6))
     blurred = rng.random() < cp_shift.MOTION_BLUR_RATE
     blur = (float(rng.uniform(*cp_shift.MOTION_BLUR_LENGTH)), float(rng.uniform(0, np.pi)))
 
-    drawn = {au: v * person["expressiveness"] for au, v in scored.items()}
+    drawn = {au: max(0.0, v - person["masked_steps"]) for au, v in scored.items()}
     involuntary = {}
     if shift.rest_movements and moving:
         involuntary = {str(au): float(v) for au, v in zip(which, levels)}
