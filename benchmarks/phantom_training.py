@@ -52,10 +52,10 @@ def train(network: str, rows: pd.DataFrame, size: int, epochs: int, seed: int, w
     return fit_arrays(cfg, (x, y), None, lambda metrics, saved: None)
 
 
-def scored(model, rows: pd.DataFrame, repeat: int, **tags) -> pd.DataFrame:
-    """`rows` with the model's probabilities, as a predictions table; subjects and videos named per repeat (the
-    phantom's people are new in every repeat)."""
-    p = predict(model, np.stack(rows["x"].to_list()), INFERENCE_BATCH)
+def scored(trained, rows: pd.DataFrame, repeat: int, **tags) -> pd.DataFrame:
+    """`rows` with the `trained` model's probabilities, as a predictions table with `tags` as columns (`model`,
+    say); subjects and videos named per repeat (the phantom's people are new in every repeat)."""
+    p = predict(trained, np.stack(rows["x"].to_list()), INFERENCE_BATCH)
     return pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "dataset": rows["dataset"].to_numpy(),
                          "subject": [f"r{repeat}-{s}" for s in rows["subject"]], "sequence": rows["sequence"].to_numpy(),
                          "label": rows["label"].to_numpy(), "prob_0": p[:, 0], "prob_1": p[:, 1], "repeat": repeat, **tags})
