@@ -263,8 +263,9 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
         parts.append(_table(tables["datasets_table2"], "datasets"))
     parts += ["<h2>Protocol</h2>", f"<p>{html.escape(_protocol(res))}</p>",
               "<h2>The central result: unseen images, unseen people, CP faces</h2>",
-              f"<p>{html.escape(CENTRAL_NOTE)}</p>", _table(tables["scenario_gap"], "scenario-gap"),
-              "<h3>Gaps between scenarios</h3>", _table(tables["scenario_gaps"], "scenario-gaps")]
+              f"<p>{html.escape(CENTRAL_NOTE)}</p>", _table(tables["scenario_gap"], "scenario-gap")]
+    if not tables["scenario_gaps"].empty:  # a study of one scenario has no gap to show
+        parts += ["<h3>Gaps between scenarios</h3>", _table(tables["scenario_gaps"], "scenario-gaps")]
     if not tables["cp_videos"].empty:
         parts += ["<h3>CP videos: the pain frame against the rest frame</h3>", f"<p>{html.escape(VIDEOS_NOTE)}</p>",
                   _table(tables["cp_videos"], "cp-videos")]
@@ -334,7 +335,9 @@ def _md(df: pd.DataFrame) -> str:
 def _write_md(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Path], tables: dict[str, pd.DataFrame],
               heat: dict | None, raters: dict | None) -> None:
     lines = ["# Study report", "", _protocol(res), "", "## The central result: unseen images, unseen people, CP faces",
-             "", CENTRAL_NOTE, "", _md(tables["scenario_gap"]), "", _md(tables["scenario_gaps"]), ""]
+             "", CENTRAL_NOTE, "", _md(tables["scenario_gap"]), ""]
+    if not tables["scenario_gaps"].empty:
+        lines += [_md(tables["scenario_gaps"]), ""]
     if not tables["cp_videos"].empty:
         lines += [VIDEOS_NOTE, "", _md(tables["cp_videos"]), ""]
     lines += ["## Results", "", above_chance_note(len(head)), "", _md(head), ""]

@@ -3,10 +3,10 @@
 The paper's motivating observation is that networks trained on the public pain datasets do worse on adults
 with cerebral palsy. This benchmark checks that the phantom shows it, and why, over seeded repeats (repeat r:
 phantom seed r, training seed r):
-- the phantom with every CP factor (`pipelines/phantom/cp_shift.py`), prepared at `--size` px;
+- the phantom with every CP factor (`pipelines/phantom/cp_shift.py`), prepared at 32 px (`SIZES`);
 - each network trained with fixed settings (no search: the benchmark measures the data, not a search) in the
   three scenarios, folds from `search.folds` as the study makes them: image_kfold and subject_kfold over
-  PAIN-DB (`--folds` folds), and external (the whole pool trains, the CP set tests);
+  PAIN-DB (2 folds), and external (the whole pool trains, the CP set tests);
 - the ablation: the CP set rendered again (the same people and frames, `synth(datasets=("cppain",))`) with no
   factor, and with each factor alone, scored by the external model. `shortcut` also changes the sources, so
   its rows are scored by the external model of the main run (sources with the shortcut) against CP with no

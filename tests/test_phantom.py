@@ -9,7 +9,7 @@ from PIL import Image
 
 from pipelines.phantom.synth import SCALES, TRUTH_FILE, Scale, synth
 from pipelines.errors import PainsearchError
-from pipelines.labels import facs_score, pspi
+from pipelines.labels import PAIN_AUS, facs_score, pspi
 
 MICRO = Scale(1, 1, 3, (160, 120), 1, 1, 2, 1, (200, 120), 1, (120, 160), 1, 2, (160, 120))
 
@@ -139,12 +139,11 @@ def rate(frames: list[dict], test, pain: bool | None = None) -> float:
 
 
 def expression_share(frames):
-    shown = [sum(f["drawn"][au] for au in PAIN_AUS_) / sum(f["scored"][au] for au in PAIN_AUS_)
+    shown = [sum(f["drawn"][au] for au in PAIN_AUS) / sum(f["scored"][au] for au in PAIN_AUS)
              for f in frames if f["pain"] and not f["involuntary"]]
     return float(np.mean(shown))
 
 
-PAIN_AUS_ = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
 opened = lambda f: f["drawn"]["AU25"] > 0 or f["drawn"]["AU26"] > 0  # noqa: E731
 # each factor: what it makes true of the drawn people and frames, measured on many draws (seeded)
 FACTOR_SHOWS = {
@@ -184,7 +183,7 @@ def test_each_cp_factor_is_drawn_as_specified_and_alone(factor):
     assert not FACTOR_SHOWS[factor](off_people, off_frames)
     assert [f["scored"] for f in on_frames] == [f["scored"] for f in off_frames]  # what the raters saw: unchanged
     if factor != "expressiveness":  # every other factor leaves the drawn pain AUs alone outside its own
-        same = [f["drawn"][au] == g["drawn"][au] for f, g in zip(on_frames, off_frames) for au in PAIN_AUS_
+        same = [f["drawn"][au] == g["drawn"][au] for f, g in zip(on_frames, off_frames) for au in PAIN_AUS
                 if not f["involuntary"]]
         assert all(same)
 
@@ -193,7 +192,7 @@ def test_with_every_factor_off_cp_faces_are_drawn_like_the_sources():
     from pipelines.phantom.cp_shift import MOUTH_OPEN_UNLINKED, CPShift
 
     persons, frames = cp_draws(CPShift.none())
-    assert all(f["drawn"][au] == f["scored"][au] for f in frames for au in PAIN_AUS_)
+    assert all(f["drawn"][au] == f["scored"][au] for f in frames for au in PAIN_AUS)
     assert all(f["drawn"]["AU19"] == 0 and f["motion"] == (0.0, 0.0) for f in frames)
     assert all(p["ident"].weak_side == 0 and p["ident"].asymmetry == 0 for p in persons)
     assert abs(rate(frames, opened) - (1 - (1 - MOUTH_OPEN_UNLINKED) * (1 - 0.8 * MOUTH_OPEN_UNLINKED))) < 0.04
