@@ -46,7 +46,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
     if ray.is_initialized():
         return
     quiet = not VERBOSE if quiet is None else quiet
-    from pipelines.ray_compat import job_env_vars
+    from pipelines.ray_compat import job_env_vars, system_config
     from pipelines.storage import s3_env
 
     address = address or os.environ.get("RAY_ADDRESS")
@@ -69,4 +69,4 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=env, log_to_driver=not quiet,
-                 configure_logging=False)
+                 configure_logging=False, _system_config=system_config())

@@ -79,6 +79,24 @@ def launcher_docker_run(docker: dict[str, Any], as_head: bool, nvidia_runtime: b
     return docker_start_cmds("ubuntu", image, {}, docker["container_name"], options, "painsearch", home, "docker")
 
 
+# How long an idle task worker lives once the node has more workers than CPUs (Ray's system config
+# `idle_worker_killing_time_threshold_ms`, 1 s by default). Each search's scoring task imports TensorFlow, seconds
+# of a CPU: a worker kept a minute serves the next search's scoring too. No idle worker holds a GPU's memory this
+# way: a task given a GPU ends its worker when it returns (`max_calls=1`, set where painsearch makes such tasks).
+IDLE_WORKER_S = 60
+IDLE_WORKER_SETTING = "idle_worker_killing_time_threshold_ms"
+
+
+def system_config() -> dict[str, int]:
+    """Ray's `_system_config` for a cluster `ray.init` starts here."""
+    return {IDLE_WORKER_SETTING: IDLE_WORKER_S * 1000}
+
+
+def node_env() -> dict[str, str]:
+    """The same settings as environment variables, for a `ray start` (Ray reads `RAY_<setting>` at a node's start)."""
+    return {f"RAY_{k}": str(v) for k, v in system_config().items()}
+
+
 # name -> what it is, for the test that checks every one still resolves
 ALL = {"train_session": train_session, "node_address": node_address, "tensorflow_framework": tensorflow_framework,
        "tensorflow_trainer_classes": tensorflow_trainer_classes, "job_env_vars": job_env_vars,

@@ -148,11 +148,13 @@ def ray_head():
     import secrets
     import tempfile
 
+    from pipelines.ray_compat import node_env
+
     # the job API runs whatever reaches it: this cluster takes only requests that carry its own token
     # the nodes' own S3 credentials (as an instance role gives them): no job or runtime env carries them
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "AWS_ACCESS_KEY_ID": S3_KEY,
-           "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+           "AWS_SECRET_ACCESS_KEY": S3_SECRET, **node_env()}  # Ray's settings for a node painsearch starts
     env.pop("RAY_ADDRESS", None)
     temp = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
     # every port its own: the session's in-process Ray already holds Ray's default agent ports

@@ -3,11 +3,15 @@ fails here, with the name in the test's id, not in the middle of a study."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
 from pipelines import ray_compat
+
+SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
 
 @pytest.mark.parametrize("name", sorted(ray_compat.ALL))
@@ -40,3 +44,36 @@ def test_a_job_drivers_env_vars_are_read_from_rays_job_config(monkeypatch):
 
     monkeypatch.setenv(RAY_JOB_CONFIG_JSON_ENV_VAR, json.dumps({"runtime_env": {"env_vars": {"A": "1"}}}))
     assert ray_compat.job_env_vars() == {"A": "1"}
+
+
+def test_an_idle_task_worker_is_kept_for_the_next_task_and_a_gpu_tasks_is_not(ray_local):
+    """A search's scoring task imports TensorFlow: on a node with more workers than CPUs, the worker it ran on is
+    kept a minute (`ray_compat.system_config`) for the next search's scoring, not ended after Ray's default second.
+    A scoring task given a GPU ends its worker when it returns, so no idle worker keeps a card's memory."""
+    import time
+
+    import ray
+
+    from search.config import load_study_config
+    from search.tuner import _remote
+
+    @ray.remote(num_cpus=0.5)
+    class Busy:  # more workers than the node has CPUs: Ray ends idle task workers only then
+        def pid(self) -> int:
+            return os.getpid()
+
+    def pid_of() -> int:  # defined here: Ray workers cannot import test modules
+        return os.getpid()
+
+    busy = [Busy.remote() for _ in range(3)]
+    ray.get([b.pid.remote() for b in busy])
+    cfg = load_study_config(SMOKE, {"shards": "unused"})
+    pid = _remote(pid_of, cfg)
+    first = ray.get(pid.remote())
+    time.sleep(5)  # five times Ray's default idle life of a worker
+    assert ray.get(pid.remote()) == first
+    for b in busy:
+        ray.kill(b)
+    gpu = load_study_config(SMOKE, {"shards": "unused", "resources": {"gpus_per_worker": 0.5}})
+    assert _remote(pid_of, gpu)._default_options["max_calls"] == 1
+    assert _remote(pid_of, cfg)._default_options["max_calls"] == 0
