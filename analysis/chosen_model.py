@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.operating_point import DEFAULT_THRESHOLD, TARGET_RECALL
 from pipelines.errors import PainsearchError, choices
-from search.layout import BEST_DIR, CHOICE, DONE, SearchKey
+from search.layout import BEST_DIR, CHOICE, DONE, VAL_PREDICTIONS, SearchKey
 
 CARD = "model_card.json"
 SAVED_MODEL = "model"
@@ -25,6 +26,10 @@ class ChosenModel:
     train: dict[str, Any]  # the run's training settings (network, size, ...)
     preprocess: dict[str, Any]  # the shards' preprocessing settings
     source: dict[str, Any]  # where it came from: results store and search, or an exported folder
+    # the pain probability at or above which a face is called pain: chosen on the search's validation split for a
+    # target pain recall (`analysis.operating_point`), or as the exported card records it
+    threshold: float = DEFAULT_THRESHOLD
+    threshold_from: str = "the trained model's own decision"
 
     @property
     def size(self) -> int:
@@ -55,12 +60,14 @@ def shard_preprocess(shards: str, endpoint: str | None) -> dict[str, Any]:
     return read_manifest(open_store(shards, endpoint))["preprocess"]
 
 
-def from_results(uri: str, model: str, scenario: str, fold: int | None = None,
-                 endpoint: str | None = None) -> ChosenModel:
+def from_results(uri: str, model: str, scenario: str, fold: int | None = None, endpoint: str | None = None,
+                 target_recall: float = TARGET_RECALL) -> ChosenModel:
     """The model a search chose: the given fold's, or (by default) that of the fold whose search scored best on
-    its validation split. The weights are those that scored its test split."""
+    its validation split. The weights are those that scored its test split; the threshold is the one its validation
+    split gives for `target_recall`."""
+    from analysis.operating_point import search_threshold
     from pipelines.storage import open_store
-    from search.layout import STUDY
+    from search.layout import STUDY, read_parquet
 
     store = open_store(uri, endpoint)
     if not store.exists(STUDY):
@@ -86,11 +93,14 @@ def from_results(uri: str, model: str, scenario: str, fold: int | None = None,
     minimise = cfg["search"]["metric"] == "val_loss"
     key = sorted(done, key=lambda k: (done[k]["best_score"] if minimise else -done[k]["best_score"], k.fold))[0]
     choice = json.loads(store.read_bytes(key.path, BEST_DIR, CHOICE))
+    val = read_parquet(store.read_bytes(key.path, VAL_PREDICTIONS)) if store.exists(key.path, VAL_PREDICTIONS) else None
+    threshold, threshold_from = search_threshold(val, target_recall)
     return ChosenModel(
         name=f"{model}, {scenario}, fold {key.fold} (trial {choice['trial_id']}, {choice['scored'].replace('_', ' ')})",
         train=choice["train"], preprocess=shard_preprocess(cfg["shards"], cfg.get("s3_endpoint")),
         source={"results": store.uri, "endpoint": endpoint, "search": key.as_dict(), "weights": choice["scored_weights"],
-                "choice": choice, "study": study})
+                "choice": choice, "study": study, "target_recall": target_recall},
+        threshold=threshold, threshold_from=threshold_from)
 
 
 def from_folder(folder: str | Path) -> ChosenModel:
@@ -100,16 +110,18 @@ def from_folder(folder: str | Path) -> ChosenModel:
         raise PainsearchError(f"{folder} is not a folder `painsearch export` wrote (it needs {CARD} and {SAVED_MODEL}/); "
                               f"export a model first, or pass a results store with --model and --scenario.")
     card = json.loads((folder / CARD).read_text())
+    decision = card.get("decision_threshold") or {}  # a card from before thresholds were recorded has none
     return ChosenModel(name=card["name"], train=card["training"]["settings"], preprocess=card["preprocessing"],
-                       source={"folder": str(folder)})
+                       source={"folder": str(folder)}, threshold=float(decision.get("value", DEFAULT_THRESHOLD)),
+                       threshold_from=decision.get("from", "the trained model's own decision (the card names none)"))
 
 
 def resolve(source: str, model: str | None, scenario: str | None, fold: int | None = None,
-            endpoint: str | None = None) -> ChosenModel:
+            endpoint: str | None = None, target_recall: float = TARGET_RECALL) -> ChosenModel:
     """A results store (with `model` and `scenario`) or an exported folder."""
     if Path(source).is_dir() and (Path(source) / CARD).is_file():
         return from_folder(source)
     if not model or not scenario:
         raise PainsearchError(f"{source} is a results store, so say which search's model to use: --model NAME "
                               f"--scenario SCENARIO (and --fold K, else the best fold by validation).")
-    return from_results(source, model, scenario, fold, endpoint)
+    return from_results(source, model, scenario, fold, endpoint, target_recall)

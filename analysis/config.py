@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from analysis.operating_point import TARGET_RECALL, Calibration
 from pipelines.config import Strict
 
 
@@ -25,3 +26,7 @@ class ReportConfig(Strict):
     lime: LimeConfig | None = Field(LimeConfig(), description="None: no LIME heatmaps")
     ratings: str | None = Field(None, description="a CP-PAIN ratings.csv: adds the raters' agreement")
     phantom_truth: str | None = Field(None, description="the phantom's _phantom_truth.csv: where its pain regions are")
+    target_recall: float = Field(TARGET_RECALL, gt=0, le=1, description="the pain recall each search's threshold is "
+                                 "chosen for, on its validation split")
+    calibration: Calibration = Field("temperature", description="post-hoc calibration fitted on each search's "
+                                     "validation split, its effect shown on the test split: none, temperature, platt")

@@ -3,7 +3,8 @@
 The folder holds `model/` (a tf-keras SavedModel that takes RGB face crops in [0, 255] of any size, resizes
 them to the network's input and returns class probabilities: it loads with
 `tf.keras.models.load_model`, TF_USE_LEGACY_KERAS=1, and needs no painsearch), `model_card.json` and
-`model_card.md` (what it was trained on, how, how well, and what it is not for).
+`model_card.md` (Hugging Face's layout: metadata between `---` lines, then what it was trained on, how, how well
+on its own fold's test images, the decision threshold chosen on its validation split, and what it is not for).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.chosen_model import CARD, SAVED_MODEL, ChosenModel, from_results
+from analysis.operating_point import TARGET_RECALL
 from pipelines.labels import CLASS_NAMES
 from pipelines.storage.folders import written_whole
 
@@ -43,7 +45,8 @@ def wrap(model, size: int):
 
 
 def card(chosen: ChosenModel) -> dict[str, Any]:
-    """The model card: data, protocol, choice, test metrics with intervals and chance, preprocessing, limits."""
+    """The model card: data, protocol, choice, the exported fold's own test metrics with intervals and chance, the
+    decision threshold and what it gives on that fold's test images, preprocessing, limits."""
     from analysis.results import load
     from analysis.summary import summary
     from pipelines.shards.breakdown import breakdown
@@ -52,12 +55,12 @@ def card(chosen: ChosenModel) -> dict[str, Any]:
     cfg = study["config"]
     search = chosen.source["search"]
     res = load(chosen.source["results"], chosen.source.get("endpoint"))
-    preds = res.predictions[(res.predictions["model"] == search["model"]) &
-                            (res.predictions["scenario"] == search["scenario"])]
+    p = res.predictions
+    preds = p[(p["model"] == search["model"]) & (p["scenario"] == search["scenario"]) & (p["fold"] == search["fold"])]
     row = summary(preds, n_boot=1000, seed=cfg.get("seed", 0)).iloc[0].to_dict()
-    metrics = {name: {"mean_over_folds": row[f"{name}_mean"], "pooled": row[name],
-                      "ci95": [row[f"{name}_ci_low"], row[f"{name}_ci_high"]]}
+    metrics = {name: {"value": row[name], "ci95": [row[f"{name}_ci_low"], row[f"{name}_ci_high"]]}
                for name in ("accuracy", "f1_pain", "f1_macro", "roc_auc", "precision_pain", "recall_pain")}
+    y, pain = preds["label"].to_numpy().astype(int), preds["prob_1"].to_numpy() >= chosen.threshold
     try:
         data = breakdown(cfg["shards"], cfg.get("s3_endpoint"))
     except Exception:  # the shards may live where this machine cannot reach: the card says so
@@ -67,8 +70,15 @@ def card(chosen: ChosenModel) -> dict[str, Any]:
         "classes": list(CLASS_NAMES),
         "input": "RGB face crops in [0, 255], any size (resized to the network's input), as `preprocessing` makes them",
         "output": "class probabilities, in the order of `classes`",
+        "decision_threshold": {
+            "value": chosen.threshold, "from": chosen.threshold_from,
+            "target_pain_recall": chosen.source.get("target_recall"),
+            "rule": "pain where the pain probability (output 1) is at or above the value",
+            "test_sensitivity": float(pain[y == 1].mean()) if (y == 1).any() else None,
+            "test_specificity": float((~pain[y == 0]).mean()) if (y == 0).any() else None},
         "data": {"breakdown": data.get("datasets", []), "pool": cfg["pool"], "external": cfg["external"],
-                 "subjects": "pseudonyms only"},
+                 "subjects": "pseudonyms only",
+                 "licence": "FILL IN: the licence terms of the datasets this model was trained on, which bind it"},
         "protocol": study["protocol"], "scenario": search["scenario"], "fold": search["fold"],
         "folds": cfg["folds"], "seed": cfg["seed"],
         "training": {"settings": choice["train"], "chosen": choice["params"], "epoch": choice["epoch"],
@@ -82,17 +92,38 @@ def card(chosen: ChosenModel) -> dict[str, Any]:
     }
 
 
+def front_matter(c: dict[str, Any]) -> str:
+    """The Hugging Face model card metadata (YAML between `---` lines): task, licence, data, metrics, threshold."""
+    import yaml
+
+    results = [{"task": {"type": "image-classification", "name": "pain / no pain from a face"},
+                "dataset": {"name": f"{c['scenario']} test split, fold {c['fold']}", "type": "painsearch"},
+                "metrics": [{"type": k, "name": k, "value": round(float(v["value"]), 4)}
+                            for k, v in c["test_metrics"].items()]}]
+    meta = {"library_name": "tf-keras", "pipeline_tag": "image-classification",
+            "tags": ["pain", "facial-expression", "painsearch"], "license": "other",
+            "license_name": c["data"]["licence"], "datasets": [*c["data"]["pool"], *c["data"]["external"]],
+            "metrics": list(c["test_metrics"]), "decision_threshold": round(float(c["decision_threshold"]["value"]), 6),
+            "model-index": [{"name": c["name"], "results": results}]}
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
 def card_markdown(c: dict[str, Any]) -> str:
-    m = c["test_metrics"]
-    lines = [f"# Model card: {c['name']}", "", c["intended_use_and_limits"], "",
+    m, d = c["test_metrics"], c["decision_threshold"]
+    rates = ", ".join(f"{name} {d[key]:.3f}" for name, key in (("sensitivity", "test_sensitivity"),
+                                                               ("specificity", "test_specificity")) if d[key] is not None)
+    lines = [front_matter(c) + f"# Model card: {c['name']}", "", c["intended_use_and_limits"], "",
+             "## Decision threshold", "",
+             f"Call a face pain when its pain probability (output 1) is {d['value']:.4f} or more. Chosen on {d['from']}"
+             + (f"; on this fold's test images it gives {rates}." if rates else "."), "",
              "## How well it did", "",
-             f"On the {c['scenario']} scenario's test images ({c['test_images']} images, subjects resampled for the "
-             f"intervals); always answering the commoner class would score {c['chance_accuracy']:.3f}.", "",
-             "| metric | mean over folds | pooled [95 % CI] |", "|---|---|---|"]
-    lines += [f"| {k} | {v['mean_over_folds']:.3f} | {v['pooled']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] |"
-              for k, v in m.items()]
+             f"On the test images of fold {c['fold']} of the {c['scenario']} scenario, this model's own ({c['test_images']} "
+             f"images, subjects resampled for the intervals); always answering the commoner class would score "
+             f"{c['chance_accuracy']:.3f}.", "",
+             "| metric | value [95 % CI] |", "|---|---|"]
+    lines += [f"| {k} | {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] |" for k, v in m.items()]
     lines += ["", "## What it was trained on", "", f"Pool: {', '.join(c['data']['pool'])}; external test set: "
-              f"{', '.join(c['data']['external'])}. Subjects appear as pseudonyms only.", ""]
+              f"{', '.join(c['data']['external'])}. Subjects appear as pseudonyms only. Licence: {c['data']['licence']}.", ""]
     if c["data"]["breakdown"]:
         lines += ["| dataset | subjects | no pain | pain |", "|---|---|---|---|"]
         lines += [f"| {d['dataset']} | {d['subjects']} | {d['no_pain']} | {d['pain']} |" for d in c["data"]["breakdown"]]
@@ -100,16 +131,22 @@ def card_markdown(c: dict[str, Any]) -> str:
               f"Chosen on validation data: {json.dumps(c['training']['chosen'])}, best epoch {c['training']['epoch']}; "
               f"scored: {c['training']['scored'].replace('_', ' ')}.", "",
               "## Preprocessing (apply it to new faces)", "", "```", json.dumps(c["preprocessing"], indent=1), "```", "",
-              "## Loading it", "", "```python", "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'",
+              "## Loading it", "", "With tf-keras (TensorFlow 2.16 or later with `TF_USE_LEGACY_KERAS=1`):", "",
+              "```python", "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'",
               "import tensorflow as tf", f"model = tf.keras.models.load_model('{SAVED_MODEL}', compile=False)",
-              "probabilities = model(faces)  # RGB in [0, 255], N x H x W x 3", "```", ""]
+              "probabilities = model(faces)  # RGB in [0, 255], N x H x W x 3", "```", "",
+              "With plain TensorFlow, or beside Keras 3, load it as a SavedModel and call its serving signature:", "",
+              "```python", "import tensorflow as tf", f"loaded = tf.saved_model.load('{SAVED_MODEL}')",
+              "serve = loaded.signatures['serving_default']",
+              "probabilities = list(serve(face=tf.constant(faces, tf.float32)).values())[0]", "```", "",
+              "(Keras 3 itself can wrap it as a layer: `keras.layers.TFSMLayer('model', call_endpoint='serving_default')`.)", ""]
     return "\n".join(lines)
 
 
 def export(uri: str, model: str, scenario: str, out: str | Path, fold: int | None = None,
-           endpoint: str | None = None) -> Path:
+           endpoint: str | None = None, target_recall: float = TARGET_RECALL) -> Path:
     out = Path(out)
-    chosen = from_results(uri, model, scenario, fold, endpoint)
+    chosen = from_results(uri, model, scenario, fold, endpoint, target_recall)
     # without its augmentation layers: the exported model gives the same answer however it is called
     inference = ChosenModel(chosen.name, {**chosen.train, "augment": False}, chosen.preprocess, chosen.source)
     wrapped = wrap(inference.load(), chosen.size)

@@ -2,8 +2,8 @@
 
 Every input goes through the preprocessing its model's shards had (MTCNN, the multiple-face policy,
 background removal, size), then the network, in batches. Writes `predictions.csv` and `.parquet`
-(input, frame and time for videos, face box, face confidence, pain probability, label),
-`predict_report.json` (counts; every input or frame without a usable face, with its reason, as `prepare`
+(input, frame and time for videos, face box, face confidence, pain probability, label: pain at or above the
+model's threshold, chosen on its search's validation split), `predict_report.json` (the threshold; counts; every input or frame without a usable face, with its reason, as `prepare`
 lists them), a plot of the pain probability over time for each video, and with `explain` a LIME map over
 each face with the landmark-normalised map beside it (the user's own images: showing them is the point).
 """
@@ -118,7 +118,7 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
                                 for i in range(0, len(faces), INFERENCE_BATCH)])
     table = pd.DataFrame(rows, columns=COLUMNS[:-2])
     table["prob_pain"] = probs[:, 1] if len(probs) else []
-    table["label"] = [CLASS_NAMES[int(p > 0.5)] for p in table["prob_pain"]]
+    table["label"] = [CLASS_NAMES[int(p >= chosen.threshold)] for p in table["prob_pain"]]
     if out is not None:
         write(Path(out), table, rejected, chosen, started)
         if explain and faces:
@@ -131,6 +131,8 @@ def write(out: Path, table: pd.DataFrame, rejected: list[dict[str, Any]], chosen
     table.to_csv(out / "predictions.csv", index=False)
     table.to_parquet(out / "predictions.parquet", index=False)
     report = {"model": chosen.name, "faces": len(table), "inputs": int(table["input"].nunique()) if len(table) else 0,
+              "threshold": {"value": chosen.threshold, "from": chosen.threshold_from,
+                            "rule": "label is pain where prob_pain >= value"},
               "rejected": rejected, "seconds": round(time.time() - started, 1), "preprocessing": chosen.preprocess}
     (out / "predict_report.json").write_text(json.dumps(report, indent=1, default=str))
     videos = table[table["time_s"].notna()] if len(table) else table

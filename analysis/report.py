@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.calibration import BINS, calibration_table
+from analysis.operating_point import operating_points
 from analysis.comparisons import compare
 from analysis.config import ReportConfig
 from analysis.lime_heatmaps import NO_PAIN_NOTE
@@ -61,6 +62,12 @@ CALIBRATION_NOTE = ("Whether a pain probability means what it says, over every t
                     f"model counts as a model): the Brier score (0 is perfect; always answering 0.5 scores 0.25) and "
                     f"the expected calibration error over {BINS} equal-width bins of the pain probability (the "
                     "image-weighted mean gap between a bin's mean probability and its share of pain images).")
+OPERATING_POINT_NOTE = ("A user acts on a threshold, not on an accuracy. Each search's threshold is the highest "
+                        "whose pain recall on its own validation split reaches the target (missing pain is the "
+                        "costly error here); the test images choose nothing. Sensitivity is the test split's pain "
+                        "recall at those thresholds, specificity its no-pain recall, with 95 % intervals over people. "
+                        "Below: the calibration fitted on each search's validation split, and its effect on the test "
+                        "split (it moves probabilities, not which images pass a threshold).")
 LABEL_ISSUES_NOTE = ("Frames taken from videos may carry imprecise labels (the paper's warning). Every pool image is "
                      "scored once by a network that never trained on it (the k-fold scenarios' test splits, subject "
                      "folds first, averaged over networks); cleanlab's confident learning flags the frames whose given "
@@ -186,6 +193,8 @@ def _analyze(uri: str, out: Path, endpoint: str | None, config: ReportConfig,
     extra.update(central)
     extra.update(label_issues(res.predictions))
     extra["calibration"] = calibration_table(res.predictions)
+    extra.update(operating_points(res.predictions, res.validation, config.target_recall, config.calibration,
+                                  n_boot=config.bootstrap, seed=cfg.get("seed", 0)))
     from pipelines.models.build import model_table
 
     extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))
@@ -280,7 +289,9 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
               _table(tables["chosen_settings"], "chosen-settings")]
     for title, p in figs.items():
         parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='{_png(p)}'>")
-    parts += ["<h3>Calibration</h3>", f"<p>{html.escape(CALIBRATION_NOTE)}</p>", _table(tables["calibration"], "calibration")]
+    parts += ["<h3>Calibration</h3>", f"<p>{html.escape(CALIBRATION_NOTE)}</p>", _table(tables["calibration"], "calibration"),
+              "<h3>Operating point</h3>", f"<p>{html.escape(OPERATING_POINT_NOTE)}</p>",
+              _table(tables["operating_point"], "operating-point"), _table(tables["calibration_fitted"], "calibration-fitted")]
     if not tables["model_comparisons"].empty:
         parts += ["<h3>Paired comparisons</h3>",
                   "<p>Each test image counts once: its probabilities are averaged over the repeats that scored it. "
@@ -341,6 +352,8 @@ def _write_md(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Path
     if not tables["cp_videos"].empty:
         lines += [VIDEOS_NOTE, "", _md(tables["cp_videos"]), ""]
     lines += ["## Results", "", above_chance_note(len(head)), "", _md(head), ""]
+    lines += ["## Operating point", "", OPERATING_POINT_NOTE, "", _md(tables["operating_point"]), "",
+              _md(tables["calibration_fitted"]), ""]
     for title, p in figs.items():
         lines += [f"### {title}", "", f"![{title}]({p.relative_to(path.parent)})", ""]
     if not tables["label_issue_counts"].empty:

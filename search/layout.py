@@ -21,6 +21,9 @@ Writers (search/) and readers (analysis/, benchmarks/) both use these names; not
     best/trial.json                  the choice: trial, epoch, settings, which weights scored the test split
     refit/epochs/*.json              with `study.refit`: the refit run's epochs
     predictions.parquet              test images: image_id, dataset, subject, label, prob_<c>, pred
+    val_predictions.parquet          validation images, same columns, scored with best/chosen.h5 (also under
+                                     `study.refit`: the refit model trained on them): what the report's operating
+                                     point and post-hoc calibration are fitted on, never the test split
     done.json                        written last: status (ok/failed), best score, trial counts
   summary.csv                        one row per finished search
 
@@ -59,6 +62,7 @@ REFIT_WEIGHTS = "refit.h5"
 CHOICE = "trial.json"
 REFIT_DIR = "refit"
 PREDICTIONS = "predictions.parquet"
+VAL_PREDICTIONS = "val_predictions.parquet"
 DONE = "done.json"
 
 

@@ -1,4 +1,5 @@
-"""After a search: the refit (with `study.refit`) and the one scoring of the test split.
+"""After a search: the refit (with `study.refit`) and the one scoring of the test split (and of the validation
+split, which the report's operating point and calibration are fitted on).
 
 Both run as Ray tasks, so a cluster places them where TensorFlow and the data are; neither sees a
 choice being made: the settings and the epoch count come from the validation split alone.
@@ -16,9 +17,10 @@ from search.layout import BEST_DIR, REFIT_DIR, REFIT_WEIGHTS, predictions_bytes
 from search.trial import TrialContext
 
 
-def score_test(context: dict[str, Any], train: dict[str, Any], weights: str) -> bytes:
-    """The fold's test images scored with the weights at `weights` (a path in the results store): a Parquet
-    table of per-image predictions (`search.layout.predictions_schema`)."""
+def score_splits(context: dict[str, Any], train: dict[str, Any], weights: dict[str, str]) -> dict[str, bytes]:
+    """The fold's images of each role in `weights` (`test`, `val`) scored with the weights named for it (a path in
+    the results store): per role a Parquet table of per-image predictions (`search.layout.predictions_schema`).
+    Weights named for several roles are loaded once."""
     from pipelines.models.loader import load_from_store
     from pipelines.shards.read import read_rows
     from pipelines.training.data import decode_images
@@ -27,22 +29,27 @@ def score_test(context: dict[str, Any], train: dict[str, Any], weights: str) -> 
     from pipelines.training.loop import INFERENCE_BATCH, predict
 
     ctx = TrialContext.from_dict(context)
-    require_given_gpus(f"The test scoring of {ctx.key}", bool(train.get("allow_cpu_fallback")))
+    require_given_gpus(f"The scoring of {ctx.key}", bool(train.get("allow_cpu_fallback")))
     determinism.apply(bool(train.get("deterministic", True)))  # the study's setting, whatever ran here before
     store = ctx.store()
-    test = role_ids(fold_table(store, ctx.key))["test"]
-    table = read_rows(ctx.shards, ctx.endpoint, test, ["image", "label", "dataset", "subject"])
-    model = load_from_store(train, store, weights)
-    size = model.input_shape[1]
-    images = table.column("image").to_pylist()
-    probs = [predict(model, decode_images(images[i:i + INFERENCE_BATCH], size), INFERENCE_BATCH)
-             for i in range(0, len(images), INFERENCE_BATCH)]
-    p = np.concatenate(probs) if probs else np.zeros((0, int(train["n_classes"])), np.float32)
-    return predictions_bytes(pa.table({
-        "image_id": table.column("image_id"), "dataset": table.column("dataset"), "subject": table.column("subject"),
-        "label": table.column("label"), **{f"prob_{c}": pa.array(p[:, c].astype(np.float32)) for c in range(p.shape[1])},
-        "pred": pa.array(p.argmax(axis=1).astype(np.int8)),
-    }))
+    ids = role_ids(fold_table(store, ctx.key))
+    models = {w: load_from_store(train, store, w) for w in dict.fromkeys(weights.values())}
+    out = {}
+    for role, w in weights.items():
+        table = read_rows(ctx.shards, ctx.endpoint, ids[role], ["image", "label", "dataset", "subject"])
+        model = models[w]
+        size = model.input_shape[1]
+        images = table.column("image").to_pylist()
+        probs = [predict(model, decode_images(images[i:i + INFERENCE_BATCH], size), INFERENCE_BATCH)
+                 for i in range(0, len(images), INFERENCE_BATCH)]
+        p = np.concatenate(probs) if probs else np.zeros((0, int(train["n_classes"])), np.float32)
+        out[role] = predictions_bytes(pa.table({
+            "image_id": table.column("image_id"), "dataset": table.column("dataset"),
+            "subject": table.column("subject"), "label": table.column("label"),
+            **{f"prob_{c}": pa.array(p[:, c].astype(np.float32)) for c in range(p.shape[1])},
+            "pred": pa.array(p.argmax(axis=1).astype(np.int8)),
+        }))
+    return out
 
 
 def refit(context: dict[str, Any], train: dict[str, Any], epochs: int) -> str:

@@ -26,9 +26,9 @@ from search.config import StudyConfig
 from search import optuna_store, tune_snapshot
 from search.early_stopping import scheduler
 from search.layout import (ATTEMPTS_DIR, BEST_DIR, CHOICE, CHOSEN_WEIGHTS, DONE, PREDICTIONS, TRAIN_DIR, TRIALS,
-                           TUNE_DIR, SearchKey, read_csv)
+                           TUNE_DIR, VAL_PREDICTIONS, SearchKey, read_csv)
 from search.runners import checkpoint_dirs, kept_states, runner_for
-from search.scoring import refit, score_test
+from search.scoring import refit, score_splits
 from search.space import params_of, space_for
 from search.trial import TrialContext, error_kind, timing_callback, trial_fn
 
@@ -191,7 +191,10 @@ def _remote(fn, cfg: StudyConfig):
     import ray
 
     r = cfg.resources
-    return ray.remote(num_cpus=max(r.cpus_per_worker, 0.5), num_gpus=r.gpus_per_worker, max_retries=retries.SCORING_TASK)(fn)
+    # a task given a GPU ends its worker when it returns, so TensorFlow's hold on the card's memory ends with it
+    # (Ray's default for GPU tasks, said here because a CPU task's worker is kept for the next search's scoring)
+    return ray.remote(num_cpus=max(r.cpus_per_worker, 0.5), num_gpus=r.gpus_per_worker, max_retries=retries.SCORING_TASK,
+                      max_calls=1 if r.gpus_per_worker else 0)(fn)
 
 
 def choose(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext, best: pd.Series) -> dict[str, Any]:
@@ -216,8 +219,11 @@ def choose(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext, be
         choice.update({"scored": "refit", "refit_epochs": epoch + 1, "scored_weights": weights.rsplit("/", 1)[1]})
     else:
         choice.update({"scored": "chosen_epoch", "scored_weights": CHOSEN_WEIGHTS})
-    preds = ray.get(_remote(score_test, cfg).remote(ctx.to_dict(), train, key.of(BEST_DIR, choice["scored_weights"])))
-    store.write_bytes(preds, key.path, PREDICTIONS)
+    # the validation split by the validation-ranked weights: the refit model has trained on those images
+    preds = ray.get(_remote(score_splits, cfg).remote(ctx.to_dict(), train, {
+        "test": key.of(BEST_DIR, choice["scored_weights"]), "val": key.of(BEST_DIR, CHOSEN_WEIGHTS)}))
+    store.write_bytes(preds["val"], key.path, VAL_PREDICTIONS)
+    store.write_bytes(preds["test"], key.path, PREDICTIONS)
     store.write_bytes(json.dumps(choice, default=float).encode(), key.path, BEST_DIR, CHOICE)
     return choice
 

@@ -245,6 +245,13 @@ def test_analyze_writes_tables_figures_and_a_self_contained_page(smoke_report, s
     counts = pd.read_csv(tables / "label_issue_counts.csv")  # every pool dataset, scored out of fold once
     assert set(counts["dataset"]) == set(cfg.pool) and (counts["scenario"] == "subject_kfold").all()
     assert 'id="label-issue-counts"' in html
+    # every search stored its validation predictions: each has a threshold chosen there, for the target recall
+    points = pd.read_csv(tables / "search_thresholds.csv")
+    assert len(points) == len(cfg.models) * len(cfg.scenarios) * cfg.folds and (points["from"] == "validation").all()
+    op = pd.read_csv(tables / "operating_point.csv")
+    assert len(op) == len(res) and (op["target pain recall"] == 0.8).all()
+    assert (op["searches without validation predictions"] == 0).all() and "Operating point" in html
+    assert len(pd.read_csv(tables / "calibration_fitted.csv")) == len(res)
     calibration = pd.read_csv(tables / "calibration.csv")
     assert len(calibration) == len(res) and calibration["brier"].between(0, 1).all()
     assert (smoke_report / "figures" / "calibration.png").is_file() and "10 equal-width bins" in html

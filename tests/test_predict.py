@@ -40,6 +40,8 @@ def video(faces, tmp_path_factory) -> Path:
 
 
 def test_predict_images_a_video_and_bad_inputs(smoke_study, faces, video, tmp_path, capsys):
+    from analysis.chosen_model import from_results
+
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "notes.png").write_text("not an image")
@@ -62,6 +64,10 @@ def test_predict_images_a_video_and_bad_inputs(smoke_study, faces, video, tmp_pa
     assert (moving["box_x1"] > moving["box_x0"]).all() and (moving["face_confidence"] >= 0.9).all()
     assert (out / "patient_pain_over_time.png").is_file()
     report = json.loads((out / "predict_report.json").read_text())
+    # the label is the search's operating point, chosen on its validation split, not 0.5
+    chosen = from_results(smoke_study["uri"], "weinet", "subject_kfold")
+    assert report["threshold"]["value"] == chosen.threshold and "validation" in report["threshold"]["from"]
+    assert (table["label"] == np.where(table["prob_pain"] >= chosen.threshold, "pain", "no pain")).all()
     reasons = {Path(r["input"]).name: r["reason"] for r in report["rejected"]}
     assert "not an image" in reasons["notes.png"] and "video" in reasons["broken.mp4"]
     assert report["faces"] == len(table)
@@ -78,8 +84,12 @@ def test_predict_refuses_a_missing_input_in_one_sentence(smoke_study, tmp_path, 
 
 
 def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, tmp_path, capsys):
+    import yaml
+
     from analysis.chosen_model import from_folder, from_results
+    from analysis.operating_point import threshold_for_recall
     from analysis.predict import predict
+    from analysis.results import load
     from pipelines.training.data import decode_images
 
     out = tmp_path / "exported"
@@ -87,10 +97,28 @@ def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, 
     assert "export: the model is loaded and traced on the CPU (TensorFlow sees no GPU)" in capsys.readouterr().out
     card = json.loads((out / "model_card.json").read_text())
     assert card["scenario"] == "external" and 0 <= card["chance_accuracy"] <= 1
-    assert set(card["test_metrics"]["accuracy"]) == {"mean_over_folds", "pooled", "ci95"}
+    assert set(card["test_metrics"]["accuracy"]) == {"value", "ci95"}
     assert card["preprocessing"]["size"] == 32 and "not a medical device" in card["intended_use_and_limits"]
-    assert (out / "model_card.md").read_text().startswith("# Model card")
     chosen = from_results(smoke_study["uri"], "vgg16", "external")
+    # the card's metrics are its own fold's model's, on that fold's test images; its threshold is that search's,
+    # chosen on the search's validation predictions for a pain recall of 0.8
+    res = load(smoke_study["uri"])
+    mine = res.predictions[(res.predictions["model"] == "vgg16") & (res.predictions["scenario"] == "external")
+                           & (res.predictions["fold"] == card["fold"])]
+    assert card["test_images"] == len(mine) and card["fold"] == chosen.source["search"]["fold"]
+    val = res.validation[(res.validation["model"] == "vgg16") & (res.validation["scenario"] == "external")
+                         & (res.validation["fold"] == card["fold"])]
+    decision = card["decision_threshold"]
+    assert len(val) and decision["value"] == chosen.threshold == threshold_for_recall(val["label"].to_numpy(),
+                                                                                       val["prob_1"].to_numpy(), 0.8)
+    y, pain = mine["label"].to_numpy(), mine["prob_1"].to_numpy() >= decision["value"]
+    assert decision["test_sensitivity"] == pytest.approx(pain[y == 1].mean())
+    md = (out / "model_card.md").read_text()
+    meta = yaml.safe_load(md.split("---")[1])  # Hugging Face's model card metadata, then the text
+    assert md.startswith("---\n") and "\n---\n# Model card" in md
+    assert meta["pipeline_tag"] == "image-classification" and meta["license"] == "other"
+    assert "FILL IN" in meta["license_name"] and meta["decision_threshold"] == pytest.approx(decision["value"], abs=1e-6)
+    assert {m["type"] for m in meta["model-index"][0]["results"][0]["metrics"]} >= {"accuracy", "roc_auc"}
     x = decode_images([f.read_bytes() for f in faces[:3]], chosen.size)
     np.save(tmp_path / "x.npy", x)
     expected = chosen.load()(x, training=False).numpy()
@@ -102,6 +130,14 @@ def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, 
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("[]"), r.stderr[-2000:]
     assert np.allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
+    # plain TensorFlow with Keras 3 as its Keras (no TF_USE_LEGACY_KERAS): the card's SavedModel signature code
+    plain = md.split("With plain TensorFlow")[1].split("```python\n")[1].split("```")[0]
+    code = (f"import os, numpy as np\nos.chdir({str(out)!r})\nfaces = np.load({str(tmp_path / 'x.npy')!r})\n" + plain
+            + f"np.save({str(tmp_path / 'q.npy')!r}, probabilities.numpy())\n")
+    env.pop("TF_USE_LEGACY_KERAS")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert np.allclose(np.load(tmp_path / "q.npy"), expected, atol=1e-5)
     # raw crops of any size, larger or smaller than the input, get what the training path gives them (Pillow's
     # bilinear into a PNG's whole grey levels, then the network); the resizes agree to one grey level
     import io

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.config import LimeConfig, ReportConfig
+from analysis.operating_point import CALIBRATIONS
 from cluster.cli.options import default, help_for
 
 
@@ -18,7 +19,8 @@ def _analyze(args: argparse.Namespace) -> int:
         ensure_ray(num_cpus=args.num_cpus)
         lime = LimeConfig(num_samples=args.lime_samples, images_per_class=args.lime_images, hide_color=args.lime_hide,
                           positive_only=not args.lime_all_weights, n_segments=args.lime_segments)
-    config = ReportConfig(bootstrap=args.bootstrap, lime=lime, ratings=args.ratings, phantom_truth=args.phantom_truth)
+    config = ReportConfig(bootstrap=args.bootstrap, lime=lime, ratings=args.ratings, phantom_truth=args.phantom_truth,
+                          target_recall=args.target_recall, calibration=args.calibration)
     result = analyze(args.results, args.out, config=config)
     print(result["headline"][["model", "scenario", "accuracy", "f1_pain", "f1_macro [95% CI]"]].to_string(index=False))
     return 0
@@ -37,6 +39,10 @@ def add(sub) -> None:
                     f"phantom the shards were prepared from)")
     an.add_argument("--bootstrap", type=int, default=default(ReportConfig, "bootstrap"), metavar="N",
                     help=help_for(ReportConfig, "bootstrap"))
+    an.add_argument("--target-recall", dest="target_recall", type=float, default=default(ReportConfig, "target_recall"),
+                    metavar="R", help=help_for(ReportConfig, "target_recall"))
+    an.add_argument("--calibration", choices=CALIBRATIONS, default=default(ReportConfig, "calibration"),
+                    help=help_for(ReportConfig, "calibration"))
     an.add_argument("--no-lime", dest="no_lime", action="store_true", help="skip the LIME heatmaps")
     an.add_argument("--lime-samples", dest="lime_samples", type=int, default=default(LimeConfig, "num_samples"),
                     metavar="N", help=help_for(LimeConfig, "num_samples"))

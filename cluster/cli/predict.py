@@ -13,8 +13,9 @@ def _predict(args: argparse.Namespace) -> int:
     from analysis.predict import predict
     from pipelines.training.devices import describe
 
-    chosen = resolve(args.model, args.network, args.scenario, args.fold)
-    print(f"predict: the network runs {describe()}")
+    chosen = resolve(args.model, args.network, args.scenario, args.fold, target_recall=args.target_recall)
+    print(f"predict: the network runs {describe()}; a face is pain at a pain probability of {chosen.threshold:.3f} "
+          f"or more ({chosen.threshold_from})")
     bar = None
 
     def progress(done: int, total: int, seconds: float) -> None:
@@ -30,7 +31,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def add(sub) -> None:
+    from analysis.config import ReportConfig
     from analysis.predict import FRAMES_PER_SECOND
+    from cluster.cli.options import default, help_for
 
     p = sub.add_parser("predict", help="score new faces (images, folders, videos) with a study's model",
                        description="Every input goes through the preprocessing the model's shards had (MTCNN, "
@@ -44,5 +47,9 @@ def add(sub) -> None:
     p.add_argument("--fold", type=int, metavar="K", help="the fold (default: the best by validation)")
     p.add_argument("--every", type=int, metavar="N",
                    help=f"score every Nth frame of a video (default: {FRAMES_PER_SECOND:g} frames a second)")
+    p.add_argument("--target-recall", dest="target_recall", type=float, default=default(ReportConfig, "target_recall"),
+                   metavar="R", help=help_for(ReportConfig, "target_recall", "with a results store: the pain recall "
+                                              "the search's threshold is chosen for, on its validation split (an "
+                                              "exported model keeps the threshold its card records)"))
     p.add_argument("--explain", action="store_true", help="a LIME map over every face, and the normalised one")
     p.set_defaults(fn=_predict)
