@@ -16,6 +16,8 @@ class LimeConfig(Strict):
     n_segments: int = Field(40, ge=2, description="SLIC superpixels per image")
     hide_color: float | None = Field(0.0, description="value hidden superpixels take (None: each superpixel's mean colour)")
     positive_only: bool = Field(True, description="keep only the positive LIME weights")
+    null_seeds: int = Field(5, ge=1, description="re-initialised copies of each network (one seed each) whose maps "
+                            "make the null a trained map is held against")
     seed: int = 0
 
 

@@ -1,5 +1,8 @@
 """Global LIME heatmaps: per (network, scenario, predicted class, dataset), the average explanation in a common
-face space, beside the same network re-initialised (the model-randomisation check of Adebayo et al., 2018).
+face space, held against the same network re-initialised with several seeds (the model-randomisation check of
+Adebayo et al., 2018): one re-initialised network's ratio varies too much from seed to seed to be a null, so
+the table gives the spread of the seeds' ratios, the rank correlation between the trained map and each
+re-initialised one, and whether the trained ratio lies outside that spread.
 
 For the best fold of each (network, scenario) by validation score, images are picked by predicted class
 (most confident first, as the reference method does) and explained with `lime` on SLIC superpixels; each
@@ -33,7 +36,8 @@ from search.layout import BEST_DIR, SearchKey
 # `candidates`: the dataset's images the explained model scored; `predicted`: how many of them it gave this class.
 # A class has no row for a dataset exactly when the model gave none of that dataset's candidates that class.
 COLUMNS = ["model", "scenario", "class", "dataset", "images", "predicted", "candidates", "weights", "face_covered",
-           "regions_from", "mass_in_pain_regions", "chance", "ratio", "ratio_randomised"]
+           "regions_from", "mass_in_pain_regions", "chance", "ratio", "ratio_randomised", "ratio_randomised_min",
+           "ratio_randomised_max", "null_seeds", "outside_null", "rank_correlation_randomised"]
 NO_PAIN_NOTE = ("For the no-pain class a map shows what argued for no pain: a ratio above 1 there means the network "
                 "looked where pain shows and found none; it does not point at pain.")
 
@@ -93,11 +97,13 @@ def explain_search(store, shards: str, endpoint: str | None, train: dict[str, An
     pts = [scaled_landmarks(r.landmarks, stored_size(r.image), size) for r in chosen.itertuples()]
     labels = [int(p) for p in chosen["pred"]]
     trained = lime_maps(model, xs, pts, labels, lime)
-    randomised = lime_maps(rebuild(train, seed=lime.seed), xs, pts, labels, lime)
+    # per seed, the maps of the same images and classes by the network re-initialised with that seed
+    randomised = [lime_maps(rebuild(train, seed=lime.seed + s), xs, pts, labels, lime) for s in range(lime.null_seeds)]
     counts = rows.groupby(["dataset", "pred"]).size()
     candidates = rows.groupby("dataset").size()
-    return [{"dataset": d, "pred": p, "map": m, "random_map": r, "predicted": int(counts[(d, p)]),
-             "candidates": int(candidates[d])} for d, p, m, r in zip(chosen["dataset"], labels, trained, randomised)]
+    return [{"dataset": d, "pred": p, "map": m, "random_maps": [seed_maps[i] for seed_maps in randomised],
+             "predicted": int(counts[(d, p)]), "candidates": int(candidates[d])}
+            for i, (d, p, m) in enumerate(zip(chosen["dataset"], labels, trained))]
 
 
 def _weights_and_images(res: Results, key: SearchKey) -> tuple[str, str, list[str]]:
@@ -134,6 +140,27 @@ def find_truth(res: Results) -> str | None:
     return None
 
 
+def null_of(heat: np.ndarray, face: np.ndarray, seeds: list[list[np.ndarray]], mask: np.ndarray) -> dict[str, Any]:
+    """The null of one trained mean map `heat`: per seed, the mean of that seed's re-initialised maps, its pain-region
+    ratio and its Spearman rank correlation with `heat` over the face pixels both reach (`face`)."""
+    from scipy.stats import spearmanr
+
+    ratios, ranks = [], []
+    for maps in seeds:
+        random_heat, random_covered = mean_map(maps)
+        share, chance = region_share(random_heat, random_covered, mask)
+        ratios.append(share / chance if chance else float("nan"))
+        both = face & random_covered
+        a, b = heat[both], random_heat[both]
+        ranks.append(float(spearmanr(a, b).statistic) if both.sum() > 2 and a.std() > 0 and b.std() > 0 else float("nan"))
+    r = np.array(ratios, float)
+    finite = r[np.isfinite(r)]
+    return {"ratio_randomised": float(finite.mean()) if len(finite) else float("nan"),
+            "ratio_randomised_min": float(finite.min()) if len(finite) else float("nan"),
+            "ratio_randomised_max": float(finite.max()) if len(finite) else float("nan"), "null_seeds": len(seeds),
+            "rank_correlation_randomised": float(np.nanmean(ranks)) if np.isfinite(ranks).any() else float("nan")}
+
+
 def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | None = None,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     import ray
@@ -163,13 +190,12 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
             entry = maps.setdefault((model, scenario, r["pred"], r["dataset"]), {
                 "maps": [], "random": [], "weights": named, "predicted": r["predicted"], "candidates": r["candidates"]})
             entry["maps"].append(r["map"])
-            entry["random"].append(r["random_map"])
+            entry["random"].append(r["random_maps"])
     figs, rows = {}, []
     for (model, scenario, pred, dataset), entry in sorted(maps.items()):
         heat, covered = mean_map(entry["maps"])
         share, chance = region_share(heat, covered, mask)
-        random_heat, random_covered = mean_map(entry["random"])
-        random_share, random_chance = region_share(random_heat, random_covered, mask)
+        null = null_of(heat, covered & face, [list(seed) for seed in zip(*entry["random"])], mask)
         cls = CLASS_NAMES[pred]
         title = f"{model}, {scenario}, {cls}, {dataset} ({len(entry['maps'])})"
         p = out / f"{model}_{scenario}_{cls.replace(' ', '_')}_{dataset}.png"
@@ -180,6 +206,8 @@ def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | 
                      "images": len(entry["maps"]), "predicted": entry["predicted"], "candidates": entry["candidates"],
                      "weights": entry["weights"], "face_covered": float(covered[face].mean()),
                      "regions_from": "phantom truth" if truth else "template", "mass_in_pain_regions": share,
-                     "chance": chance, "ratio": share / chance if chance else float("nan"),
-                     "ratio_randomised": random_share / random_chance if random_chance else float("nan")})
+                     "chance": chance, "ratio": share / chance if chance else float("nan"), **null})
+        ratio, low, high = rows[-1]["ratio"], null["ratio_randomised_min"], null["ratio_randomised_max"]
+        # outside every seed's ratio; undecided (NaN) where a ratio is missing
+        rows[-1]["outside_null"] = bool(ratio < low or ratio > high) if np.isfinite([ratio, low, high]).all() else None
     return {"figures": figs, "regions": pd.DataFrame(rows, columns=COLUMNS), "regions_from": truth or "template"}

@@ -313,8 +313,11 @@ def _write_html(path: Path, res: Results, head: pd.DataFrame, figs: dict[str, Pa
                   "image the network read, drawn over an outline (no real face). The table gives the share of each "
                   "map's mass on the face (unstretched, covered pixels inside the face's outline only) in the regions where "
                   f"pain shows ({regions_from}), against their share of the face (ratio 1 is chance: a map spread "
-                  "evenly over the face scores 1), beside the same network with "
-                  f"re-initialised weights (a map that does not depend on what was learned scores alike). {NO_PAIN_NOTE}</p>",
+                  "evenly over the face scores 1), held against the same network re-initialised with several seeds "
+                  "(a map that does not depend on what was learned scores alike): the seeds' mean, lowest and "
+                  "highest ratio, whether the trained ratio lies outside them, and the mean rank correlation between "
+                  "the trained map and each re-initialised one (near 1: the map shows the input's structure, not "
+                  f"what was learned). {NO_PAIN_NOTE}</p>",
                   "<div class='maps'>"]
         for title, p in heat["figures"].items():
             parts.append(f"<img alt='{html.escape(title)}' src='{_png(p)}'>")

@@ -18,7 +18,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
         ensure_ray(num_cpus=args.num_cpus)
         lime = LimeConfig(num_samples=args.lime_samples, images_per_class=args.lime_images, hide_color=args.lime_hide,
-                          positive_only=not args.lime_all_weights, n_segments=args.lime_segments)
+                          positive_only=not args.lime_all_weights, n_segments=args.lime_segments,
+                          null_seeds=args.lime_null_seeds)
     config = ReportConfig(bootstrap=args.bootstrap, lime=lime, ratings=args.ratings, phantom_truth=args.phantom_truth,
                           target_recall=args.target_recall, calibration=args.calibration)
     result = analyze(args.results, args.out, config=config)
@@ -50,6 +51,8 @@ def add(sub) -> None:
                     metavar="N", help=help_for(LimeConfig, "images_per_class"))
     an.add_argument("--lime-segments", dest="lime_segments", type=int, default=default(LimeConfig, "n_segments"),
                     metavar="N", help=help_for(LimeConfig, "n_segments"))
+    an.add_argument("--lime-null-seeds", dest="lime_null_seeds", type=int, default=default(LimeConfig, "null_seeds"),
+                    metavar="N", help=help_for(LimeConfig, "null_seeds"))
     an.add_argument("--lime-hide", dest="lime_hide", type=float, default=default(LimeConfig, "hide_color"), metavar="V",
                     help=help_for(LimeConfig, "hide_color"))
     an.add_argument("--lime-all-weights", dest="lime_all_weights", action="store_true",
