@@ -167,6 +167,28 @@ def test_a_map_spread_evenly_over_the_face_scores_chance():
     assert share == pytest.approx(1.0) and share / chance > 2  # all of the mass on the pain regions
 
 
+def test_the_explanation_null_spans_its_seeds_and_ranks_each_against_the_trained_map():
+    """Several re-initialised networks make the null: a trained map on the pain regions lies outside the seeds'
+    ratios and ranks unlike them; a trained map that is one of the seeds' own lies inside, with rank correlation 1
+    against it."""
+    from analysis.face_space import pain_mask, template_regions
+    from analysis.lime_heatmaps import null_of
+
+    rng = np.random.default_rng(0)
+    mask, face = pain_mask(template_regions()), face_oval()
+    noise = [[np.where(face, rng.random((CANON, CANON)), np.nan)] for _ in range(5)]  # one map per seed
+    focused = np.where(mask & face, 1.0, 0.05)
+    null = null_of(focused, face, noise, mask)
+    share, chance = region_share(focused, np.ones((CANON, CANON), bool), mask)
+    assert null["null_seeds"] == 5 and null["ratio_randomised_min"] < null["ratio_randomised_max"] < share / chance
+    assert abs(null["rank_correlation_randomised"]) < 0.2
+    own = np.nan_to_num(noise[2][0])
+    same = null_of(own, face, noise, mask)
+    own_share, own_chance = region_share(own, np.ones((CANON, CANON), bool), mask)
+    assert same["ratio_randomised_min"] <= own_share / own_chance <= same["ratio_randomised_max"]
+    assert same["rank_correlation_randomised"] == pytest.approx((1 + 4 * 0.0) / 5, abs=0.05)
+
+
 def test_region_share_is_taken_raw_over_covered_pixels():
     """A diffuse map with the pain regions at twice the rest scores 2 / (1 + a) times chance (a: their share of the
     covered area), whatever the uncovered pixels; stretching to [0, 1] first would flatter it."""
@@ -228,6 +250,10 @@ def test_analyze_writes_tables_figures_and_a_self_contained_page(smoke_report, s
     assert pd.read_csv(tables / "trial_counts.csv")["trials"].sum() == len(cfg.models) * len(cfg.scenarios) * cfg.folds * cfg.search.trials
     regions = pd.read_csv(tables / "heatmap_regions.csv")
     assert len(regions) and (regions["chance"] > 0).all()
+    assert (regions["null_seeds"] == 5).all() and regions["rank_correlation_randomised"].between(-1, 1).all()
+    spread = regions.dropna(subset=["ratio", "ratio_randomised_min", "ratio_randomised_max"])
+    assert (spread["outside_null"] == ((spread["ratio"] < spread["ratio_randomised_min"])
+                                       | (spread["ratio"] > spread["ratio_randomised_max"]))).all()
     html = (smoke_report / "index.html").read_text()
     assert 'id="headline"' in html and "Protocol" in html and "Agreement of the human raters" in html
     rows = len(pd.read_csv(tables / "results_by_model_and_scenario.csv"))
