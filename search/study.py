@@ -148,10 +148,11 @@ def write_summary(cfg: StudyConfig, store: Store) -> pd.DataFrame:
 
 
 def check_inputs(cfg: StudyConfig, storage: str | None = None) -> None:
-    """Fail early, in one sentence, on missing shards or an unwritable store."""
-    from pipelines.shards.read import read_manifest
+    """Fail early, in one sentence, on missing or damaged shards or an unwritable store (before the study writes
+    anything, so that fixing the shards and running again needs no --resume)."""
+    from pipelines.shards.read import check_shards
 
-    read_manifest(open_store(cfg.shards, cfg.s3_endpoint))
+    check_shards(cfg.shards, cfg.s3_endpoint)
     open_store(storage or cfg.storage, cfg.s3_endpoint).check_writable()
 
 

@@ -18,7 +18,7 @@ from pipelines.config import prepare_config
 from pipelines.errors import PainsearchError
 from pipelines.shards.prepare import prepare
 from pipelines.shards.read import read_table
-from pipelines.shards.schema import REPORT
+from pipelines.shards.schema import MANIFEST, REPORT
 
 
 def _manifest(folder: Path, rows: list[dict]) -> Path:
@@ -292,3 +292,37 @@ def test_a_config_that_is_not_utf8_is_one_sentence(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cluster.cli", "data", "prepare", "--config", str(cfg)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "UTF-8" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_damaged_shard_is_named_by_inspect_and_the_study_and_redone_by_prepare(tiny_phantom, tiny_shards, tmp_path,
+                                                                                  capsys):
+    """A shard file emptied, and one cut short (as a full disk or a broken copy leaves them): `data inspect` reads
+    what it checks and names both, `search run` refuses before it writes anything, and a rerun of `prepare`
+    redoes those two chunks, after which the shards read back whole."""
+    from conftest import tiny_prepare_config
+
+    from cluster.cli import main
+
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny_shards, shards)
+    manifest = json.loads((shards / MANIFEST).read_text())
+    emptied, cut = (shards / f["path"] for f in manifest["files"][:2])
+    emptied.write_bytes(b"")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    assert main(["data", "inspect", str(shards)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{manifest['files'][0]['path']} is empty" in err
+    assert f"{manifest['files'][1]['path']} is cut short" in err and "painsearch data prepare" in err
+    results = tmp_path / "results"
+    smoke = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+    assert main(["search", "run", "--config", str(smoke), "--set", f"shards={shards}",
+                 "--storage", str(results)]) == 2
+    assert "damaged shard files" in capsys.readouterr().err and not (results / "study.json").exists()
+    before = read_table(str(tiny_shards))
+    logged: list[str] = []
+    prepare(tiny_prepare_config(tiny_phantom, str(shards)), log=logged.append)
+    assert any("already done, 2 to do" in m for m in logged), logged
+    assert main(["data", "inspect", str(shards)]) == 0
+    after = read_table(str(shards))
+    assert after.num_rows == before.num_rows and set(after.column("source_sha256").to_pylist()) == set(
+        before.column("source_sha256").to_pylist())

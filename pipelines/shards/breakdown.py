@@ -1,16 +1,16 @@
-"""The PAIN-DB breakdown of a finished shard set: the paper's Table 2, from the manifest alone."""
+"""The PAIN-DB breakdown of a finished shard set: the paper's Table 2, from the manifest, once every shard file it
+lists has been read back whole."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipelines.shards.read import read_manifest
+from pipelines.shards.read import check_shards
 from pipelines.sources.base import CP_PAIN
-from pipelines.storage import open_store
 
 
 def breakdown(uri: str, endpoint: str | None = None) -> dict[str, Any]:
-    manifest = read_manifest(open_store(uri, endpoint))
+    manifest = check_shards(uri, endpoint)
     rows = []
     for ds, c in sorted(manifest["datasets"].items()):
         rows.append({

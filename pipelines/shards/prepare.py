@@ -219,7 +219,9 @@ def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] 
     store = open_store(cfg.out, cfg.s3_endpoint)
     work = plan(cfg, key, listings)
     done_ids = {name[: -len(".json")] for name in store.list(CHUNKS) if name.endswith(".json")}
-    pending = [c for c in work.chunks if c["id"] not in done_ids]
+    # a chunk counts as done when its marker is there and its shard reads back whole (a file cut short by a full
+    # disk or a copy is redone)
+    pending = [c for c in work.chunks if c["id"] not in done_ids or not _whole(store, c["id"])]
     log(f"prepare: {sum(work.sampled.values())} images in {len(work.chunks)} chunks; "
         f"{len(work.chunks) - len(pending)} already done, {len(pending)} to do ({cfg.engine}, {cfg.workers} worker(s))")
     progress = Progress("prepare", len(work.chunks), "chunks", log, first=len(work.chunks) - len(pending))
@@ -239,6 +241,13 @@ def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] 
     store.write_bytes(json.dumps(manifest, indent=2).encode(), MANIFEST)
     log(f"prepare: {report['rows']} rows, {len(report['rejected'])} rejected, written to {store.uri}")
     return report
+
+
+def _whole(store, chunk_id: str) -> bool:
+    from pipelines.shards.read import shard_problem
+
+    marker = json.loads(store.read_bytes(CHUNKS, f"{chunk_id}.json"))
+    return not marker["file"] or shard_problem(store, store.path(marker["file"]), int(marker["rows"])) is None
 
 
 def _report(cfg: PrepareConfig, work: Plan, markers: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

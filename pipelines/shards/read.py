@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.errors import PainsearchError
+from pipelines.errors import PainsearchError, StoreUnreachable
 from pipelines.shards.schema import (FORMAT, FORMAT_VERSION, ID_COLUMNS, MANIFEST, META_COLUMNS, REPORT, SCHEMA,
                                      image_ids)
 from pipelines.storage import Store, open_store
@@ -25,6 +25,40 @@ def read_manifest(store: Store) -> dict[str, Any]:
             f"{store.uri}/{MANIFEST} is not a painsearch shard manifest of version {FORMAT_VERSION}; "
             f"prepare the shards again with this painsearch."
         )
+    return manifest
+
+
+def shard_problem(store: Store, path: str, rows: int) -> str | None:
+    """What is wrong with one shard file (`path` as `store.path` gives it), judged by reading its Parquet footer:
+    missing, empty, cut short (no readable footer), or holding other than the `rows` its record says; None if
+    sound."""
+    from pyarrow.fs import FileType
+
+    info = store.fs.get_file_info(path)
+    if info.type == FileType.NotFound:
+        return "is missing"
+    if not info.size:
+        return "is empty (0 bytes)"
+    try:
+        found = store.parquet_rows(path)
+    except StoreUnreachable:  # an outage that outlasted the retry says so itself
+        raise
+    except PainsearchError:
+        return f"is cut short or not Parquet ({info.size} bytes, no readable footer)"
+    return None if found == rows else f"holds {found} rows where its record says {rows}"
+
+
+def check_shards(uri: str, endpoint: str | None = None) -> dict[str, Any]:
+    """The manifest, once every shard file it lists has been read back (its footer) and found whole; otherwise one
+    sentence naming the damaged files and the fix."""
+    store = open_store(uri, endpoint)
+    manifest = read_manifest(store)
+    bad = [f"{f['path']} {problem}" for f in manifest["files"]
+           if (problem := shard_problem(store, store.path(f["path"]), int(f["rows"])))]
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise PainsearchError(f"{store.uri} has damaged shard files: {'; '.join(bad[:3])}{more}; run `painsearch data "
+                              f"prepare` again with the same config and --out {store.uri}: it redoes those chunks.")
     return manifest
 
 

@@ -68,6 +68,17 @@ class Store:
 
         return self._call(lambda: pq.read_table(path, filesystem=self.fs, columns=columns), "read", patience)
 
+    def parquet_rows(self, path: str, patience: float = retries.STORE_PATIENCE_S) -> int:
+        """The row count a Parquet file's footer records (`path` as `self.path` gives it), through the retry: a file
+        cut short has no footer, and reading fails with a sentence."""
+        import pyarrow.parquet as pq
+
+        def rows() -> int:
+            with self.fs.open_input_file(path) as f:
+                return pq.read_metadata(f).num_rows
+
+        return self._call(rows, "read", patience)
+
     def write_bytes(self, data: bytes, *parts: str, patience: float = retries.STORE_PATIENCE_S) -> None:
         """Write atomically: a local temp file renamed into place; an S3 object appears whole."""
         target = self.path(*parts)
