@@ -216,6 +216,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # a Ray cluster of its own: the full suite's, not the fast tier's
 def test_a_search_whose_process_dies_is_run_again_and_continues_by_itself(tiny_shards, tmp_path):
     """A search's own task dies with its node (here its worker process is killed, as a lost spot node takes it, with
     the trials it owns): Ray runs the task again, it continues from what the store holds, and the study ends by

@@ -198,6 +198,7 @@ def test_fetch_weights_cli_and_unreachable_mirror(weights_mirror, tmp_path):
     assert bad.returncode == 2 and "Could not download" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # builds all ten networks again: test_paper_size_count_and_softmax checks each count in the fast tier
 def test_models_cli_prints_table_3(capsys):
     from cluster.cli import main
 
