@@ -79,6 +79,31 @@ def launcher_docker_run(docker: dict[str, Any], as_head: bool, nvidia_runtime: b
     return docker_start_cmds("ubuntu", image, {}, docker["container_name"], options, "painsearch", home, "docker")
 
 
+def optuna_search_parts(searcher) -> tuple[Any, dict[str, Any], Any, set[str]]:
+    """A Tune `OptunaSearch`'s (search space, Tune trial id -> Optuna trial, Optuna study, Tune ids of the trials it
+    has closed): what `search.optuna_searcher` needs to go on from Optuna's journal when Tune's snapshot lost the
+    searcher."""
+    return searcher._space, searcher._ot_trials, searcher._ot_study, searcher._completed_trials
+
+
+def tune_snapshot_names() -> dict[str, str]:
+    """The names in Tune's snapshot of a search, from Tune's own classes: the file-name prefixes of the experiment
+    state and of the search generator's state, the generator state's key for the concurrency limiter, and the
+    logger of Tune's controller."""
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search.concurrency_limiter import ConcurrencyLimiter
+    from ray.tune.search.search_generator import SearchGenerator
+
+    return {"experiment_state": TuneController.CKPT_FILE_TMPL.split("{}")[0],
+            "generator_state": SearchGenerator.CKPT_FILE_TMPL.split("{}")[0],
+            "limiter": f"name:{ConcurrencyLimiter.__name__}", "controller_log": TuneController.__module__}
+
+
+# What Tune's controller logs when it cannot read a search's saved state and starts the search afresh instead
+# (`TuneController.resume`); Tune raises nothing there, so its log record is the one sign.
+TUNE_RESTORE_FAILED = "Failed to restore the run state"
+
+
 # How long an idle task worker lives once the node has more workers than CPUs (Ray's system config
 # `idle_worker_killing_time_threshold_ms`, 1 s by default). Each search's scoring task imports TensorFlow, seconds
 # of a CPU: a worker kept a minute serves the next search's scoring too. No idle worker holds a GPU's memory this
@@ -100,4 +125,20 @@ def node_env() -> dict[str, str]:
 # name -> what it is, for the test that checks every one still resolves
 ALL = {"train_session": train_session, "node_address": node_address, "tensorflow_framework": tensorflow_framework,
        "tensorflow_trainer_classes": tensorflow_trainer_classes, "job_env_vars": job_env_vars,
-       "launcher_docker_run": lambda: launcher_docker_run({"image": "i", "container_name": "c"}, True, False)}
+       "launcher_docker_run": lambda: launcher_docker_run({"image": "i", "container_name": "c"}, True, False),
+       "optuna_search_parts": lambda: optuna_search_parts(_optuna_search()), "tune_snapshot_names": tune_snapshot_names,
+       "tune_restore_failed": lambda: _source_of("ray.tune.execution.tune_controller")}
+
+
+def _optuna_search():
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(space={"x": tune.uniform(0, 1)}, metric="m", mode="max")
+
+
+def _source_of(module: str) -> str:
+    import importlib
+    import inspect
+
+    return inspect.getsource(importlib.import_module(module))

@@ -20,8 +20,11 @@ import os
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import Trial, TrialState
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+from pipelines.ray_compat import optuna_search_parts
+from search.optuna_compat import trial_of
 
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,8 @@ log = logging.getLogger(__name__)
 
 class ResumableOptunaSearch(OptunaSearch):
     def restore_from_dir(self, checkpoint_dir: str) -> None:
-        if glob.glob(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format("*"))) or not self._space:
+        space = optuna_search_parts(self)[0]
+        if glob.glob(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format("*"))) or not space:
             super().restore_from_dir(checkpoint_dir)
         else:
             log.warning("Tune's snapshot holds no searcher: the search goes on from its Optuna journal")
@@ -37,14 +41,15 @@ class ResumableOptunaSearch(OptunaSearch):
     def _knows(self, trial_id: str, result: dict[str, Any] | None) -> bool:
         """Whether Optuna holds this Tune trial, looking it up in the journal by its parameters if the searcher
         was rebuilt without Tune's snapshot of it."""
-        if trial_id in self._ot_trials:
+        _, trials, study, _ = optuna_search_parts(self)
+        if trial_id in trials:
             return True
         result = result or {}  # Tune passes results flattened: the trial's parameters as `config/<name>`
-        taken = {t.number for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        taken = {t.number for t in trials.values()}
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             params = frozen.params  # none when nothing is searched: then nothing tells the trials apart
             if params and frozen.number not in taken and all(result.get(f"config/{k}") == v for k, v in params.items()):
-                self._ot_trials[trial_id] = Trial(self._ot_study, frozen._trial_id)
+                trials[trial_id] = trial_of(study, frozen)
                 return True
         return False
 
@@ -58,6 +63,6 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if not self._knows(trial_id, result):
-            self._completed_trials.add(trial_id)
+            optuna_search_parts(self)[3].add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)

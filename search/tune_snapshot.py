@@ -24,13 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pipelines.errors import PainsearchError
+from pipelines.ray_compat import TUNE_RESTORE_FAILED, tune_snapshot_names
 from pipelines.storage import Store
-
-EXPERIMENT_STATE = "experiment_state-"
-GENERATOR_STATE = "search_gen_state-"
-LIMITER = "name:ConcurrencyLimiter"
-TUNE_CONTROLLER_LOG = "ray.tune.execution.tune_controller"
-RESTORE_FAILED = "Failed to restore the run state"
 
 
 def _newest(names: list[str], prefix: str) -> str | None:
@@ -43,8 +38,8 @@ def reconcile(store: Store, *tune_dir: str) -> bool:
     """Make the generator's state agree with the trials of the experiment state; whether it had to."""
     import ray.cloudpickle as cloudpickle
 
-    names = store.list(*tune_dir)
-    experiment, generator = _newest(names, EXPERIMENT_STATE), _newest(names, GENERATOR_STATE)
+    names, tune = store.list(*tune_dir), tune_snapshot_names()
+    experiment, generator = _newest(names, tune["experiment_state"]), _newest(names, tune["generator_state"])
     if experiment is None or generator is None:
         return False
     try:
@@ -53,7 +48,7 @@ def reconcile(store: Store, *tune_dir: str) -> bool:
         state = cloudpickle.loads(store.read_bytes(*tune_dir, generator))
     except (ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
         return False  # not a snapshot this module can read: Tune's restore decides (`restore_or_stop`)
-    limiter = state.get(LIMITER)
+    limiter = state.get(tune["limiter"])
     live = set(limiter["live_trials"]) if limiter else set()
     if state["counter"] == len(trials) and live <= trials:
         return False
@@ -68,7 +63,7 @@ def reconcile(store: Store, *tune_dir: str) -> bool:
 
 class _StopOnFailedRestore(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith(RESTORE_FAILED):
+        if record.getMessage().startswith(TUNE_RESTORE_FAILED):
             cause = record.exc_info[1] if record.exc_info else None
             raise PainsearchError(f"Tune could not read the search's saved state ({cause}); the search is left "
                                   "as it was: rerun with --resume once the results store can be reached.")
@@ -77,7 +72,7 @@ class _StopOnFailedRestore(logging.Handler):
 @contextmanager
 def restore_or_stop() -> Iterator[None]:
     """Within it, a Tune restore that fails raises instead of starting the search afresh (in this process)."""
-    log, handler = logging.getLogger(TUNE_CONTROLLER_LOG), _StopOnFailedRestore()
+    log, handler = logging.getLogger(tune_snapshot_names()["controller_log"]), _StopOnFailedRestore()
     log.addHandler(handler)
     try:
         yield

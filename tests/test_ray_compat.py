@@ -33,6 +33,16 @@ def test_each_private_ray_name_resolves(name, monkeypatch):
         assert value == {}  # not a job's driver
     elif name == "launcher_docker_run":
         assert value.startswith("docker run") and "--name c" in value and value.endswith("i bash")
+    elif name == "optuna_search_parts":
+        space, trials, study, completed = value
+        assert space and trials == {} and study is not None and completed == set()
+    elif name == "tune_snapshot_names":
+        assert value == {"experiment_state": "experiment_state-", "generator_state": "search_gen_state-",
+                         "limiter": "name:ConcurrencyLimiter", "controller_log": "ray.tune.execution.tune_controller"}
+    elif name == "tune_restore_failed":
+        assert ray_compat.TUNE_RESTORE_FAILED in value, (
+            "Tune's controller no longer logs ray_compat.TUNE_RESTORE_FAILED when a restore fails: find what "
+            "TuneController.resume does now and update pipelines/ray_compat.py and search/tune_snapshot.py")
     else:
         pytest.fail(f"{name} has no check here")
 

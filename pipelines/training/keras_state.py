@@ -12,16 +12,12 @@ from __future__ import annotations
 import ctypes
 import gc
 
-
-def _registry() -> dict:
-    from tensorflow.python.framework import ops  # TensorFlow internals: the one place painsearch reads them
-
-    return ops._gradient_registry._registry
+from pipelines.tf_compat import gradient_registry
 
 
 def registered_gradients() -> frozenset[str]:
     """The gradient names registered now: what to keep when a trial's model is released."""
-    return frozenset(_registry())
+    return frozenset(gradient_registry())
 
 
 def release(before: frozenset[str]) -> None:
@@ -35,7 +31,7 @@ def release(before: frozenset[str]) -> None:
     import tf_keras as keras
 
     keras.backend.clear_session()
-    registry = _registry()
+    registry = gradient_registry()
     for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
         del registry[name]
     gc.collect()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import TrainConfig
+from pipelines.tf_compat import layer_generators, loss_scale_variables
 
 
 @dataclass
@@ -40,26 +41,6 @@ def _key(cfg: TrainConfig, policy: str, optimizer: str) -> tuple:
     rate is a variable the step reads)."""
     return (cfg.model, cfg.n_classes, cfg.size, cfg.weights, cfg.weights_dir, cfg.finetune_depth, cfg.preprocessing,
             cfg.augment, cfg.seed, policy, optimizer, cfg.batch_size)
-
-
-def _generators(model) -> list:
-    """The random layers' generators, created now (tf-keras makes them at the first call) so that their initial
-    states can be kept. tf-keras internals: the one place painsearch reads them."""
-    found = []
-    for layer in model.submodules:
-        rng = getattr(layer, "_random_generator", None)
-        if rng is not None and hasattr(rng, "_maybe_init"):
-            rng._maybe_init()
-            if getattr(rng, "_generator", None) is not None:
-                found.append((rng._generator, rng._generator.state.numpy()))
-    return found
-
-
-def _loss_scale(optimizer) -> list:
-    """Under mixed precision, the optimizer's dynamic loss scale and its count of good steps, with their initial
-    values (tf-keras keeps them apart from the optimizer's `variables`: internals read here only)."""
-    variables = getattr(getattr(optimizer, "_loss_scale", None), "_weights", {}).values()
-    return [(v, v.numpy()) for v in variables]
 
 
 def _reset_optimizer(optimizer, loss_scale: list, learning_rate: float) -> None:
@@ -91,10 +72,10 @@ def compiled_model(cfg: TrainConfig, optimizer: str, learning_rate: float, build
         return kept.model
     forget()
     model = build()
-    generators = _generators(model)
+    generators = layer_generators(model)
     compile(model)
     if reuse:
-        _KEPT.append(_Kept(key, model, model.get_weights(), generators, _loss_scale(model.optimizer)))
+        _KEPT.append(_Kept(key, model, model.get_weights(), generators, loss_scale_variables(model.optimizer)))
     return model
 
 
