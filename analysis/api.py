@@ -6,6 +6,7 @@
     study.epochs()                                       # every trial's every epoch
     study.tables()["results_by_model_and_scenario"]     # the report's tables
     study.optuna("weinet", "subject_kfold", 0)           # an optuna.Study
+    study.tuner("weinet", "subject_kfold", 0).get_results()  # Tune's ResultGrid
     predict("s3://bucket/results", ["faces/"], model="weinet", scenario="subject_kfold")
 """
 
@@ -58,6 +59,15 @@ class Study:
                 "results_by_fold": per_fold(self.predictions),
                 "model_comparisons": compare(self.predictions, n_boot=bootstrap, seed=seed),
                 "chosen_settings": chosen_settings(self.results)}
+
+    def tuner(self, model: str, scenario: str, fold: int):
+        """The search's Tune experiment restored as a `ray.tune.Tuner` with the study's own trainable:
+        `.get_results()` is Tune's `ResultGrid` of its trials (`get_dataframe()`, `get_best_result()`)."""
+        from search.config import StudyConfig
+        from search.tuner import restored_tuner
+
+        cfg = StudyConfig.model_validate(self.results.config)
+        return restored_tuner(cfg, self.results.store, SearchKey(model, scenario, fold))
 
     def optuna(self, model: str, scenario: str, fold: int):
         """The search's Optuna study, read from its journal in the results store into memory (the local copy the

@@ -132,6 +132,17 @@ def _tuner(cfg: StudyConfig, store: Store, key: SearchKey, ctx: TrialContext):
     ), False
 
 
+def restored_tuner(cfg: StudyConfig, store: Store, key: SearchKey):
+    """A finished or stopped search's Tune experiment as a `ray.tune.Tuner`, restored with the search's own
+    trainable (Tune needs it to restore a function trainable): `get_results()` gives its `ResultGrid`. To run a
+    search on, use `painsearch search run --resume`, which keeps the results store in step with Tune."""
+    from ray import tune
+
+    ctx = context_for(cfg, store.uri, key)
+    trainable = tune.with_resources(_trainable(ctx), trial_resources(ctx))
+    return tune.Tuner.restore(store.path(key.path, TUNE_DIR, key.slug), trainable, storage_filesystem=store.fs)
+
+
 def _attempts(store: Store, key: SearchKey) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for f in store.list(key.path, ATTEMPTS_DIR):

@@ -185,6 +185,9 @@ def test_the_study_opens_in_optuna_tune_and_tensorboard(smoke_study):
     analysis = tune.ExperimentAnalysis(store.path(key.path, "tune", key.slug), storage_filesystem=store.fs)
     frame = analysis.dataframe()
     assert len(frame) == cfg.search.trials and "val_f1_macro" in frame.columns
+    grid = study.tuner(key.model, key.scenario, key.fold).get_results()  # Tuner.restore with the study's trainable
+    assert len(grid) == cfg.search.trials and not grid.errors
+    assert grid.get_dataframe()["val_f1_macro"].notna().all()
     trial_dirs = [d for d in store.dirs(key.path, "tune", key.slug) if d.startswith("trial_")]
     events = [(d, f) for d in trial_dirs for f in store.list(key.path, "tune", key.slug, d) if f.startswith("events.out")]
     assert len(events) == cfg.search.trials
