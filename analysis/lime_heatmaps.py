@@ -30,7 +30,7 @@ from analysis.face_space import (face_oval, mean_map, pain_mask, region_share, r
 from analysis.results import Results
 from pipelines import retries
 from pipelines.labels import CLASS_NAMES
-from pipelines.progress import Progress
+from pipelines.progress import Progress, say
 from search.layout import BEST_DIR, SearchKey
 
 # `candidates`: the dataset's images the explained model scored; `predicted`: how many of them it gave this class.
@@ -162,7 +162,7 @@ def null_of(heat: np.ndarray, face: np.ndarray, seeds: list[list[np.ndarray]], m
 
 
 def global_heatmaps(res: Results, out: Path, settings: LimeConfig, truth: str | None = None,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    log: Callable[[str], None] = say) -> dict[str, Any]:
     import ray
 
     out.mkdir(parents=True, exist_ok=True)

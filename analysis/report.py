@@ -30,6 +30,7 @@ from analysis.results import Results, load
 from analysis.scenario_gap import central_result
 from analysis.summary import PER_CLASS, per_fold, summary
 from pipelines.storage.folders import written_whole
+from pipelines.progress import say
 
 LOADED_CHECK = """<script>
 window.addEventListener('load', function () {
@@ -149,7 +150,7 @@ def chosen_settings(res: Results) -> pd.DataFrame:
 
 
 def analyze(uri: str, out: str | Path, endpoint: str | None = None, config: ReportConfig = ReportConfig(),
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+            log: Callable[[str], None] = say) -> dict[str, Any]:
     """Everything the report holds, written whole into `out` (an earlier report there is replaced only once the new
     one is complete); returns paths and the headline table."""
     target = Path(out)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipelines import retries
 from pipelines.errors import PainsearchError
-from pipelines.progress import Progress, time_left
+from pipelines.progress import Progress, say, time_left
 from pipelines.storage import Store, open_store
 from search.config import StudyConfig
 from search.folds import make_folds
@@ -157,7 +157,7 @@ def check_inputs(cfg: StudyConfig, storage: str | None = None) -> None:
 
 
 def run_study(cfg: StudyConfig, storage: str | None = None, resume: bool = False,
-              log: Callable[[str], None] = print) -> pd.DataFrame:
+              log: Callable[[str], None] = say) -> pd.DataFrame:
     """Run every search not yet done, `concurrent_searches` at a time; return the summary (one row per search).
     The driver holds the study's lease while it runs (`search.lease`): a second driver is refused."""
     cfg = cfg.model_copy(update={"storage": storage or cfg.storage})

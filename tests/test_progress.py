@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
-from pipelines.progress import Progress, time_left
+from pipelines.progress import MESSAGES, Progress, say, show_messages, time_left
 
 
 class Terminal(io.StringIO):
@@ -14,15 +15,37 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_on_a_terminal_one_line_is_redrawn_with_the_time_left():
-    screen = Terminal()
-    bar = Progress("prepare", 4, "chunks", log=lambda m: None, stream=screen)
-    for done in range(1, 5):
+def test_on_a_terminal_one_line_is_redrawn_and_a_message_never_glues_onto_it(monkeypatch):
+    """tqdm redraws the bar in place on the terminal (standard error); a message said meanwhile (standard output)
+    comes after the bar is wiped, on a line of its own, and the bar is drawn again below it."""
+    err, out = Terminal(), Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    show_messages()
+    bar = Progress("prepare", 4, "chunks")
+    bar.update(1)
+    say("search: a message")
+    for done in range(2, 5):
         bar.update(done)
-    frames = screen.getvalue().split("\r")[1:]
-    assert len(frames) == 4 and frames[-1].endswith("\n") and not any(f.endswith("\n") for f in frames[:-1])
-    assert re.fullmatch(r"prepare \[#{6}\.{18}\] 1/4 chunks, \d+ s so far, about \d+ s left", frames[0])
-    assert re.fullmatch(r"prepare \[#{24}\] 4/4 chunks, \d+ s so far\n", frames[-1])
+    assert out.getvalue() == "search: a message\n"
+    frames = err.getvalue().split("\r")
+    drawn = [f for f in frames if f.strip()]
+    assert re.fullmatch(r"prepare \[\.{24}\] 0/4 chunks, \d+ s so far", drawn[0])
+    assert re.fullmatch(r"prepare \[#{6}\.{18}\] 1/4 chunks, \d+ s so far, about \d+ s left", drawn[1])
+    wiped = frames.index(drawn[1]) + 1
+    assert frames[wiped].strip() == "" and len(frames[wiped]) >= len(drawn[1])  # the bar wiped before the message
+    assert re.fullmatch(r"prepare \[#{24}\] 4/4 chunks, \d+ s so far\n", drawn[-1])
+    assert err.getvalue().count("\n") == 1  # one line in the end, redrawn in place
+
+
+def test_quiet_keeps_only_warnings(monkeypatch, capsys):
+    show_messages(quiet=True)
+    say("prepare: 10 rows")
+    MESSAGES.warning("a warning")
+    assert capsys.readouterr().out == "a warning\n"
+    show_messages()
+    say("prepare: 10 rows")
+    assert capsys.readouterr().out == "prepare: 10 rows\n"
 
 
 def test_in_a_log_a_line_at_most_every_few_seconds_and_at_the_end():

@@ -10,6 +10,7 @@ from typing import get_args
 from cluster.cli.options import help_for
 from pipelines.config import Background, PrepareConfig, PreprocessConfig
 from pipelines.errors import PainsearchError
+from pipelines.progress import say
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -18,7 +19,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     info = synth(args.out, scale=args.scale, seed=args.seed, shift=CPShift.parse(args.cp_factors))
     counts = ", ".join(f"{k} {v}" for k, v in info["counts"].items())
-    print(f"phantom ({args.scale}, seed {args.seed}, CP factors {info['cp_factors']}) written to {args.out}: {counts} images; "
+    say(f"phantom ({args.scale}, seed {args.seed}, CP factors {info['cp_factors']}) written to {args.out}: {counts} images; "
           f"prepare it with `painsearch data prepare --config {os.path.join(args.out, 'prepare.yaml')}`")
     return 0
 

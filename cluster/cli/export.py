@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pipelines.progress import say
 
 
 def _export(args: argparse.Namespace) -> int:
     from analysis.export import export
     from pipelines.training.devices import describe
 
-    print(f"export: the model is loaded and traced {describe()}")
+    say(f"export: the model is loaded and traced {describe()}")
     out = export(args.results, args.network, args.scenario, args.out, fold=args.fold, target_recall=args.target_recall)
-    print(f"export: {out}/model (tf-keras SavedModel) and {out}/model_card.md (with its decision threshold)")
+    say(f"export: {out}/model (tf-keras SavedModel) and {out}/model_card.md (with its decision threshold)")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from pipelines.progress import say
 
 
 def _gpu_check(args: argparse.Namespace) -> int:
@@ -16,7 +17,7 @@ def _gpu_check(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps(report, indent=2, default=str) if args.json else gpu_check.table(report))
-    print(f"gpu-check: report written to {out}")
+    say(f"gpu-check: report written to {out}")
     gpu_check.require_ready(report)
     return 0
 

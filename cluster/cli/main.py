@@ -29,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="painsearch",
         description="Pain detection in face images at cluster scale: phantom data, preprocessing to Parquet "
         "shards, the ten networks of the study, the Ray Tune study over them, and its report. The terminal shows "
-        "painsearch's own progress; --verbose (anywhere on the line) brings back Ray's and TensorFlow's messages, "
-        "which otherwise stay in Ray's log files.",
+        "painsearch's own progress and messages (--quiet, anywhere on the line: only warnings and the result); "
+        "--verbose (anywhere on the line) brings back Ray's and TensorFlow's messages, which otherwise stay in "
+        "Ray's log files.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -66,8 +67,11 @@ def native_output_to_log() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; in-process callers (tests, notebooks) keep their own stderr and Ray's own output."""
+    from pipelines.progress import show_messages
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args([a for a in argv if a != "--verbose"])
+    args = build_parser().parse_args([a for a in argv if a not in ("--verbose", "--quiet")])
+    show_messages(quiet="--quiet" in argv)
     try:
         return args.fn(args)
     except PainsearchError as exc:

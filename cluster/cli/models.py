@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pipelines.progress import say
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -16,7 +17,7 @@ def _models(args: argparse.Namespace) -> int:
 
             if fetch_u2net(args.to, args.u2net_url):
                 written.append(U2NET_FILE)
-        print(f"fetch-weights: {len(written)} file(s) written to {args.to}" + (f": {', '.join(written)}" if written else " (all present)"))
+        say(f"fetch-weights: {len(written)} file(s) written to {args.to}" + (f": {', '.join(written)}" if written else " (all present)"))
         return 0
     from pipelines.models.build import model_table
 

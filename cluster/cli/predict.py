@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from pipelines.progress import Progress
+from pipelines.progress import Progress, say
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -14,7 +14,7 @@ def _predict(args: argparse.Namespace) -> int:
     from pipelines.training.devices import describe
 
     chosen = resolve(args.model, args.network, args.scenario, args.fold, target_recall=args.target_recall)
-    print(f"predict: the network runs {describe()}; a face is pain at a pain probability of {chosen.threshold:.3f} "
+    say(f"predict: the network runs {describe()}; a face is pain at a pain probability of {chosen.threshold:.3f} "
           f"or more ({chosen.threshold_from})")
     bar = None
 
@@ -25,7 +25,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     table = predict(chosen, args.inputs, args.out, explain=args.explain, every=args.every, progress=progress)
     pain = int((table["label"] == "pain").sum()) if len(table) else 0
-    print(f"predict: {len(table)} faces scored with {chosen.name} ({pain} pain); {args.out}/predictions.csv, "
+    say(f"predict: {len(table)} faces scored with {chosen.name} ({pain} pain); {args.out}/predictions.csv, "
           f"and the inputs without a usable face in {args.out}/predict_report.json")
     return 0
 

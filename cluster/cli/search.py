@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.errors import PainsearchError
+from pipelines.progress import say
 
 
 def parse_sets(items: Sequence[str] | None) -> dict:
@@ -43,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     ensure_ray(num_cpus=args.num_cpus)
     summary = run_study(cfg, resume=args.resume)
     failed = int((summary["status"] != "ok").sum()) if len(summary) else 0
-    print(f"search: {len(summary)} searches done ({failed} failed) in {cfg.storage}; "
+    say(f"search: {len(summary)} searches done ({failed} failed) in {cfg.storage}; "
           f"read it with `painsearch analyze {cfg.storage} --out report`")
     return 0
 
@@ -66,7 +67,7 @@ def _journals(args: argparse.Namespace) -> int:
     copied = merge_journals(store, search_keys(cfg["models"], cfg["scenarios"], cfg["folds"]), out)
     if not copied:
         raise PainsearchError(f"{store.uri} holds no search's Optuna journal yet; run the study first.")
-    print(f"search: {len(copied)} Optuna studies in {out}; open them with `optuna-dashboard {out}`")
+    say(f"search: {len(copied)} Optuna studies in {out}; open them with `optuna-dashboard {out}`")
     return 0
 
 

@@ -22,7 +22,7 @@ from pipelines.errors import PainsearchError, Rejection
 from pipelines.phantom.synth import is_verified_phantom
 from pipelines.preprocess.preprocessor import Preprocessor, settings
 from pipelines.privacy import DEMO_KEY, load_key, pseudonym
-from pipelines.progress import Progress
+from pipelines.progress import Progress, say
 from pipelines.shards.schema import CHUNKS, FORMAT, FORMAT_VERSION, MANIFEST, REPORT, shard_path, to_parquet
 from pipelines.sources import read_source
 from pipelines.sources.base import Listing, Rejected, SourceRecord
@@ -208,7 +208,7 @@ def check_inputs(cfg: PrepareConfig) -> tuple[bytes, list[Listing]]:
     return key, listings
 
 
-def prepare(cfg: PrepareConfig, log=print, checked: tuple[bytes, list[Listing]] | None = None) -> dict[str, Any]:
+def prepare(cfg: PrepareConfig, log=say, checked: tuple[bytes, list[Listing]] | None = None) -> dict[str, Any]:
     """Run (or resume) a prepare; returns the report that is also written to `prepare_report.json`.
     `checked` is what `check_inputs` returned, when the caller checked before starting Ray."""
     t0 = time.time()

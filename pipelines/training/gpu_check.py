@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.errors import PainsearchError
 from pipelines.models.specs import MODELS, get_spec
+from pipelines.progress import say
 
 
 def tensorflow_report() -> dict[str, Any]:
@@ -135,7 +136,7 @@ def _timings(model, x: np.ndarray, y: np.ndarray, batch: int, steps: int, seed: 
 
 
 def run(models: list[str] | None = None, size: int | None = None, steps: int = 10, batch: int = 32,
-        expect_gpu: bool = True, deterministic: bool = True, log=print) -> dict[str, Any]:
+        expect_gpu: bool = True, deterministic: bool = True, log=say) -> dict[str, Any]:
     """The whole check; raises `PainsearchError` (after the report is complete) when a GPU was expected and is
     missing or a network's step holds an op a GPU refuses."""
     names = list(models or MODELS)
