@@ -94,9 +94,10 @@ def open_study(uri: str, endpoint: str | None = None) -> Study:
 
 def predict(source: str, inputs: list[str], model: str | None = None, scenario: str | None = None,
             fold: int | None = None, out: str | None = None, every: int | None = None,
-            target_recall: float = TARGET_RECALL) -> pd.DataFrame:
+            target_recall: float = TARGET_RECALL, names: str = "pseudonym", mapping: str | None = None) -> pd.DataFrame:
     """`painsearch predict` as a function: the predictions as a DataFrame (and its files under `out`, if given)."""
     from analysis.chosen_model import resolve
     from analysis.predict import predict as run
 
-    return run(resolve(source, model, scenario, fold, target_recall=target_recall), inputs, out, every=every)
+    return run(resolve(source, model, scenario, fold, target_recall=target_recall), inputs, out, every=every,
+               names=names, mapping=mapping)

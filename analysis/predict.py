@@ -1,5 +1,11 @@
 """`painsearch predict`: a study's model on new faces: images, folders of images, videos.
 
+Outputs may leave the machine, and file names often name people (a patient's name, a record number), so by
+default every input appears in them by a pseudonym (`in-` and ten hex digits): the `input` column, the rejected
+inputs, the plots' and explanations' file names. The mapping from pseudonym to path stays beside the inputs, in
+`painsearch-ids.csv` in the folder that holds them all (or `mapping`); a later run over the same inputs reuses
+their pseudonyms. `names="raw"` writes the paths as given instead.
+
 Every input goes through the preprocessing its model's shards had (MTCNN, the multiple-face policy,
 background removal, size), then the network, in batches. Writes `predictions.csv` and `.parquet`
 (input, frame and time for videos, face box, face confidence, pain probability, label: pain at or above the
@@ -11,6 +17,8 @@ each face with the landmark-normalised map beside it (the user's own images: sho
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +36,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # A pain expression lasts about half a second to a few seconds: five frames a second catch it without
 # scoring thirty near-copies.
 FRAMES_PER_SECOND = 5.0
+MAPPING_FILE = "painsearch-ids.csv"
+NAMES = ("pseudonym", "raw")
 COLUMNS = ["input", "frame", "time_s", "box_x0", "box_y0", "box_x1", "box_y1", "face_confidence", "prob_pain", "label"]
 
 
@@ -73,9 +83,52 @@ def frames(path: Path, every: int | None) -> Iterator[tuple[int | None, float | 
         raise Rejection("a video without a frame OpenCV could read")
 
 
+def default_mapping(files: list[Path]) -> Path:
+    """Where the pseudonyms' mapping is kept: in the deepest folder that holds every input."""
+    folders = [str(f.resolve().parent) for f in files] or [str(Path.cwd())]
+    return Path(os.path.commonpath(folders)) / MAPPING_FILE
+
+
+def pseudonyms(files: list[Path], mapping: Path) -> dict[Path, str]:
+    """A pseudonym per input, those of inputs already in `mapping` reused; the mapping written back with the new
+    ones (the whole file replaced at once)."""
+    known: dict[str, str] = {}
+    if mapping.is_file():
+        try:
+            old = pd.read_csv(mapping, dtype=str)
+            known = dict(zip(old["path"], old["pseudonym"]))
+        except (ValueError, KeyError, pd.errors.ParserError) as exc:
+            raise PainsearchError(f"{mapping} is not a mapping `painsearch predict` wrote ({exc}); move it away, or "
+                                  f"name another file with --mapping.") from exc
+    taken = set(known.values())
+    out: dict[Path, str] = {}
+    for f in files:
+        key = str(f.resolve())
+        if key not in known:
+            while (name := f"in-{secrets.token_hex(5)}") in taken:
+                pass
+            known[key] = name
+            taken.add(name)
+        out[f] = known[key]
+    try:
+        mapping.parent.mkdir(parents=True, exist_ok=True)
+        part = mapping.with_name(f".{mapping.name}.{os.getpid()}.tmp")
+        pd.DataFrame({"pseudonym": list(known.values()), "path": list(known)}).to_csv(part, index=False)
+        os.chmod(part, 0o600)  # it names people's files: for this user only
+        os.replace(part, mapping)
+    except OSError as exc:
+        raise PainsearchError(f"The pseudonyms' mapping cannot be written to {mapping} ({exc.strerror or exc}); name a "
+                              f"writable file with --mapping, or pass --names raw to write the inputs' paths.") from exc
+    return out
+
+
 def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None, explain: bool = False,
-            every: int | None = None, progress: Callable[[int, int, float], None] | None = None) -> pd.DataFrame:
-    """Score every face of `paths`; returns the predictions (and writes the outputs under `out`, if given)."""
+            every: int | None = None, progress: Callable[[int, int, float], None] | None = None,
+            names: str = "pseudonym", mapping: str | Path | None = None) -> pd.DataFrame:
+    """Score every face of `paths`; returns the predictions (and writes the outputs under `out`, if given, the whole
+    folder replaced at once). Inputs are named by pseudonyms unless `names` is "raw"."""
+    if names not in NAMES:
+        raise PainsearchError(f"names must be one of {', '.join(NAMES)}, not {names!r}.")
     from pipelines.bootstrap import torch_first
 
     torch_first()  # this process detects faces, then runs the network
@@ -88,6 +141,10 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
     pre = Preprocessor(PreprocessConfig.model_validate(settings))
     model = chosen.load()
     files = inputs_of(paths)
+    if names == "raw":
+        name_of = {f: str(f) for f in files}
+    else:
+        name_of = pseudonyms(files, Path(mapping) if mapping else default_mapping(files))
     rows: list[dict[str, Any]] = []
     faces: list[bytes] = []
     landmarks: list[list[float]] = []
@@ -99,17 +156,17 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
                 try:
                     done = pre(content) if isinstance(content, bytes) else pre.process(content)
                 except Rejection as exc:
-                    rejected.append({"input": str(path), "frame": frame, "reason": str(exc)})
+                    rejected.append({"input": name_of[path], "frame": frame, "reason": str(exc)})
                     continue
-                rows.append({"input": str(path), "frame": frame, "time_s": t, "box_x0": done.box[0],
+                rows.append({"input": name_of[path], "frame": frame, "time_s": t, "box_x0": done.box[0],
                              "box_y0": done.box[1], "box_x1": done.box[2], "box_y1": done.box[3],
                              "face_confidence": done.confidence})
                 faces.append(done.image)
                 landmarks.append(done.landmarks)
         except Rejection as exc:
-            rejected.append({"input": str(path), "frame": None, "reason": str(exc)})
+            rejected.append({"input": name_of[path], "frame": None, "reason": str(exc)})
         except OSError as exc:
-            rejected.append({"input": str(path), "frame": None, "reason": f"could not read it ({exc.strerror or exc})"})
+            rejected.append({"input": name_of[path], "frame": None, "reason": f"could not read it ({exc.strerror or exc})"})
         if progress:
             progress(n + 1, len(files), time.time() - started)
     probs = np.zeros((0, 2), np.float32)
@@ -120,19 +177,25 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
     table["prob_pain"] = probs[:, 1] if len(probs) else []
     table["label"] = [CLASS_NAMES[int(p >= chosen.threshold)] for p in table["prob_pain"]]
     if out is not None:
-        write(Path(out), table, rejected, chosen, started)
-        if explain and faces:
-            explain_faces(Path(out), model, chosen, faces, landmarks, probs, table)
+        from pipelines.storage.folders import written_whole
+
+        with written_whole(out) as work:  # an earlier output there stays until this one is complete
+            write(work, table, rejected, chosen, started, names)
+            if explain and faces:
+                explain_faces(work, model, chosen, faces, landmarks, probs, table)
     return table
 
 
-def write(out: Path, table: pd.DataFrame, rejected: list[dict[str, Any]], chosen: ChosenModel, started: float) -> None:
+def write(out: Path, table: pd.DataFrame, rejected: list[dict[str, Any]], chosen: ChosenModel, started: float,
+          names: str = "pseudonym") -> None:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "predictions.csv", index=False)
     table.to_parquet(out / "predictions.parquet", index=False)
     report = {"model": chosen.name, "faces": len(table), "inputs": int(table["input"].nunique()) if len(table) else 0,
               "threshold": {"value": chosen.threshold, "from": chosen.threshold_from,
                             "rule": "label is pain where prob_pain >= value"},
+              "inputs_named_by": names if names == "raw" else f"pseudonyms; the mapping is {MAPPING_FILE} beside the inputs "
+                                                              "(or the --mapping file), not in this folder",
               "rejected": rejected, "seconds": round(time.time() - started, 1), "preprocessing": chosen.preprocess}
     (out / "predict_report.json").write_text(json.dumps(report, indent=1, default=str))
     videos = table[table["time_s"].notna()] if len(table) else table
@@ -142,16 +205,18 @@ def write(out: Path, table: pd.DataFrame, rejected: list[dict[str, Any]], chosen
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        for name, g in videos.groupby("input"):
+        for k, (name, g) in enumerate(videos.groupby("input", sort=False)):
             fig, ax = plt.subplots(figsize=(7, 2.8))
             ax.plot(g["time_s"], g["prob_pain"], marker=".", lw=1)
-            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.axhline(chosen.threshold, color="grey", lw=0.8, ls="--")  # the model's threshold
             ax.set_ylim(0, 1)
             ax.set_xlabel("time (s)")
             ax.set_ylabel("pain probability")
             ax.set_title(Path(name).name, fontsize=9)
             fig.tight_layout()
-            fig.savefig(out / f"{Path(name).stem}_pain_over_time.png", dpi=100)
+            # a pseudonym names one input; raw names of two folders may be the same, so they are numbered
+            stem = Path(name).stem if names != "raw" else f"{k:03d}_{Path(name).stem}"
+            fig.savefig(out / f"{stem}_pain_over_time.png", dpi=100)
             plt.close(fig)
 
 
@@ -174,7 +239,7 @@ def explain_faces(out: Path, model, chosen: ChosenModel, faces: list[bytes], lan
     x = decode_images(faces, size)
     settings = LimeConfig()
     for i, (img, pts) in enumerate(zip(x, landmarks)):
-        label = int(probs[i].argmax())
+        label = int(probs[i, 1] >= chosen.threshold)  # the class predict gave it
         raw = lime_map(model, img, label, settings)
         canonical = to_canonical(raw, scaled_landmarks(pts, stored_size(faces[i]), size))
         fig, axes = plt.subplots(1, 2, figsize=(5.4, 2.8))

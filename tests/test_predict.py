@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +47,9 @@ def test_predict_images_a_video_and_bad_inputs(smoke_study, faces, video, tmp_pa
     junk.mkdir()
     (junk / "notes.png").write_text("not an image")
     (junk / "broken.mp4").write_bytes(b"\0" * 1000)
-    out = tmp_path / "out"
+    out, mapping = tmp_path / "out", tmp_path / "ids.csv"
     code = main(["predict", smoke_study["uri"], *map(str, faces), str(video), str(junk), "--model", "weinet",
-                 "--scenario", "subject_kfold", "--out", str(out), "--explain"])
+                 "--scenario", "subject_kfold", "--out", str(out), "--explain", "--mapping", str(mapping)])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "predict: the network runs on the CPU (TensorFlow sees no GPU)" in printed.out  # the device it used
@@ -57,19 +58,26 @@ def test_predict_images_a_video_and_bad_inputs(smoke_study, faces, video, tmp_pa
     assert list(table.columns) == ["input", "frame", "time_s", "box_x0", "box_y0", "box_x1", "box_y1",
                                    "face_confidence", "prob_pain", "label"]
     assert table["prob_pain"].between(0, 1).all() and set(table["label"]) <= {"pain", "no pain"}
+    # every input by a pseudonym, in the table, the report and the file names; the mapping back is kept apart
+    ids = pd.read_csv(mapping, dtype=str).set_index("path")["pseudonym"]
+    assert set(table["input"]) <= set(ids) and table["input"].str.fullmatch(r"in-[0-9a-f]{10}").all()
+    written = [p.name for p in out.rglob("*")] + [(out / n).read_text() for n in ("predictions.csv", "predict_report.json")]
+    for raw in [*faces, video, junk / "notes.png", junk / "broken.mp4"]:
+        assert not any(raw.stem in w for w in written), raw
     stills = table[table["frame"].isna()]
     assert len(stills) == len(faces)
-    moving = table[table["input"] == str(video)]
+    moving = table[table["input"] == ids[str(video.resolve())]]
     assert list(moving["frame"]) == list(range(0, 24, 2)) and np.allclose(moving["time_s"], moving["frame"] / 10)
     assert (moving["box_x1"] > moving["box_x0"]).all() and (moving["face_confidence"] >= 0.9).all()
-    assert (out / "patient_pain_over_time.png").is_file()
+    assert (out / f"{ids[str(video.resolve())]}_pain_over_time.png").is_file()
     report = json.loads((out / "predict_report.json").read_text())
     # the label is the search's operating point, chosen on its validation split, not 0.5
     chosen = from_results(smoke_study["uri"], "weinet", "subject_kfold")
     assert report["threshold"]["value"] == chosen.threshold and "validation" in report["threshold"]["from"]
     assert (table["label"] == np.where(table["prob_pain"] >= chosen.threshold, "pain", "no pain")).all()
-    reasons = {Path(r["input"]).name: r["reason"] for r in report["rejected"]}
-    assert "not an image" in reasons["notes.png"] and "video" in reasons["broken.mp4"]
+    reasons = {r["input"]: r["reason"] for r in report["rejected"]}
+    assert "not an image" in reasons[ids[str((junk / "notes.png").resolve())]]
+    assert "video" in reasons[ids[str((junk / "broken.mp4").resolve())]]
     assert report["faces"] == len(table)
     assert len(list((out / "explanations").glob("*.png"))) == len(table)
 
@@ -156,8 +164,8 @@ def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, 
         trained = chosen.load()(decode_images(pngs, chosen.size), training=False).numpy()
         assert np.abs(exported(np.stack(crops).astype(np.float32)).numpy() - trained).max() < 5e-3, side
     # predict takes the exported folder, with the same numbers as from the store
-    a = predict(from_folder(out), [str(f) for f in faces[:3]])
-    b = predict(chosen, [str(f) for f in faces[:3]])
+    a = predict(from_folder(out), [str(f) for f in faces[:3]], names="raw")
+    b = predict(chosen, [str(f) for f in faces[:3]], names="raw")
     assert len(a) == len(b) > 0 and np.allclose(a["prob_pain"], b["prob_pain"], atol=1e-5)
 
 
@@ -206,7 +214,36 @@ def test_the_study_opens_in_optuna_tune_and_tensorboard(smoke_study):
 def test_the_readmes_notebook_example_runs(smoke_study, faces, tmp_path):
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- notebook example -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    code = block.replace("s3://bucket/results", smoke_study["uri"]).replace("faces/", str(faces[0].parent))
+    folder = tmp_path / "faces"  # a copy: the pseudonyms' mapping is written beside the inputs
+    folder.mkdir()
+    for f in faces:
+        shutil.copy(f, folder)
+    code = block.replace("s3://bucket/results", smoke_study["uri"]).replace("faces/", str(folder))
     namespace: dict = {}
     exec(compile(code, "README notebook example", "exec"), namespace)
     assert isinstance(namespace["scores"], pd.DataFrame) and len(namespace["scores"]) >= 1
+    assert (folder / "painsearch-ids.csv").is_file()  # beside the inputs, by default
+
+
+def test_pseudonyms_are_kept_beside_the_inputs_and_reused(tmp_path):
+    """Each input gets a pseudonym of its own (two files of one name in two folders too); the mapping sits in the
+    folder that holds every input, readable by its owner only; a later run reuses the pseudonyms of the inputs it
+    knows and adds the new ones."""
+    from analysis.predict import MAPPING_FILE, default_mapping, pseudonyms
+
+    a, b = tmp_path / "ward-a", tmp_path / "ward-b"
+    a.mkdir()
+    b.mkdir()
+    files = [a / "Jane_Doe_0001.jpg", b / "Jane_Doe_0001.jpg"]
+    for f in files:
+        f.write_bytes(b"x")
+    mapping = default_mapping(files)
+    assert mapping == tmp_path / MAPPING_FILE
+    first = pseudonyms(files, mapping)
+    assert len(set(first.values())) == 2 and all(v.startswith("in-") and "Jane" not in v for v in first.values())
+    assert oct(mapping.stat().st_mode & 0o777) == "0o600"
+    more = files + [a / "John_Roe.jpg"]
+    more[-1].write_bytes(b"y")
+    second = pseudonyms(more, mapping)
+    assert all(second[f] == first[f] for f in files) and second[more[-1]] not in first.values()
+    assert len(pd.read_csv(mapping)) == 3

@@ -23,7 +23,8 @@ def _predict(args: argparse.Namespace) -> int:
         bar = bar or Progress("predict", total, "inputs", started=time.time() - seconds)
         bar.update(done)
 
-    table = predict(chosen, args.inputs, args.out, explain=args.explain, every=args.every, progress=progress)
+    table = predict(chosen, args.inputs, args.out, explain=args.explain, every=args.every, progress=progress,
+                    names=args.names, mapping=args.mapping)
     pain = int((table["label"] == "pain").sum()) if len(table) else 0
     say(f"predict: {len(table)} faces scored with {chosen.name} ({pain} pain); {args.out}/predictions.csv, "
           f"and the inputs without a usable face in {args.out}/predict_report.json")
@@ -32,7 +33,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def add(sub) -> None:
     from analysis.config import ReportConfig
-    from analysis.predict import FRAMES_PER_SECOND
+    from analysis.predict import FRAMES_PER_SECOND, MAPPING_FILE, NAMES
     from cluster.cli.options import default, help_for
 
     p = sub.add_parser("predict", help="score new faces (images, folders, videos) with a study's model",
@@ -51,5 +52,10 @@ def add(sub) -> None:
                    metavar="R", help=help_for(ReportConfig, "target_recall", "with a results store: the pain recall "
                                               "the search's threshold is chosen for, on its validation split (an "
                                               "exported model keeps the threshold its card records)"))
+    p.add_argument("--names", choices=NAMES, default=NAMES[0],
+                   help="how inputs appear in the outputs: pseudonym (default; the outputs may leave the machine and "
+                   "file names often name people) or raw (the paths as given)")
+    p.add_argument("--mapping", metavar="FILE", help=f"where the pseudonyms' mapping to paths is kept (default: "
+                   f"{MAPPING_FILE} in the folder that holds every input; a later run reuses its pseudonyms)")
     p.add_argument("--explain", action="store_true", help="a LIME map over every face, and the normalised one")
     p.set_defaults(fn=_predict)
