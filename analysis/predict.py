@@ -70,12 +70,11 @@ def frames(path: Path, every: int | None) -> Iterator[tuple[int | None, float | 
     step = every or max(1, round(fps / FRAMES_PER_SECOND))
     index = 0
     try:
-        while True:
-            ok, bgr = video.read()
-            if not ok:
-                break
+        while video.grab():  # every frame is read past; only the sampled ones are decoded into pixels
             if index % step == 0:
-                yield index, index / fps, bgr[..., ::-1].copy()
+                ok, bgr = video.retrieve()
+                if ok:
+                    yield index, index / fps, bgr[..., ::-1].copy()
             index += 1
     finally:
         video.release()
