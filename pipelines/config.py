@@ -176,6 +176,9 @@ class TrainSettings(Strict):
     checkpoint_every_s: float = Field(300.0, ge=0, description="a run writes its weights when an epoch improves on its "
                                       "best, at its end, and else after this many seconds of training since the last "
                                       "write (what a kill can cost it); 0: after every epoch")
+    steps_per_execution: int = Field(1, ge=1, le=1000, description="training steps per call into the compiled train "
+                                     "step: more keep a GPU busy with a small network between the host's calls; the "
+                                     "steps, and so the trained weights, are the same")
 
 
 class TrainConfig(TrainSettings):

@@ -86,6 +86,18 @@ def test_local_loop_repeats_exactly(arrays, tmp_path):
     assert [r["epoch"] for r in h3] == [2]
 
 
+def test_several_steps_per_execution_train_the_same_weights(arrays):
+    """`steps_per_execution` runs several training steps in one call into TensorFlow: the same steps, in the same
+    order, so the same validation losses as one step per call (a batch count that it does not divide included)."""
+    train, val = arrays
+    small_train, small_val = (train[0][:72], train[1][:72]), (val[0][:32], val[1][:32])
+    one = fit_local(train_config({**CFG, "epochs": 2}), small_train, small_val)[1]
+    four = fit_local(train_config({**CFG, "epochs": 2, "steps_per_execution": 4}), small_train, small_val)[1]
+    assert len(one) == len(four) == 2
+    assert np.allclose([r["val_loss"] for r in one], [r["val_loss"] for r in four], rtol=1e-5, atol=1e-6)
+    assert np.allclose([r["train_loss"] for r in one], [r["train_loss"] for r in four], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("every_s", [0, 3600])
 def test_weights_are_written_when_they_may_be_chosen_and_on_a_schedule(arrays, tmp_path, every_s):
     """With a long schedule, a run writes its weights only at the epochs that improved on its best and at its

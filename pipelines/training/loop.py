@@ -66,7 +66,8 @@ def compile_model(cfg: TrainConfig, strategy, reuse: bool = False):
 
     def compile(model) -> None:
         model.compile(optimizer=optimizer(cfg), loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      steps_per_execution=cfg.steps_per_execution)
 
     with strategy.scope():
         return model_cache.compiled_model(cfg, *optimizer_choice(cfg), lambda: build(

@@ -40,7 +40,7 @@ def _key(cfg: TrainConfig, policy: str, optimizer: str) -> tuple:
     """What the compiled model and its traced step depend on (the learning rate and epochs do not: the learning
     rate is a variable the step reads)."""
     return (cfg.model, cfg.n_classes, cfg.size, cfg.weights, cfg.weights_dir, cfg.finetune_depth, cfg.preprocessing,
-            cfg.augment, cfg.seed, policy, optimizer, cfg.batch_size)
+            cfg.augment, cfg.seed, policy, optimizer, cfg.batch_size, cfg.steps_per_execution)
 
 
 def _reset_optimizer(optimizer, loss_scale: list, learning_rate: float) -> None:
