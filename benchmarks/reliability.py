@@ -10,6 +10,13 @@ between kills; then `prepare` under the Ray engine writing to S3, killed half wa
 an uninterrupted run. Counted: faults injected, survived, searches sealed twice, trials lost or run twice,
 trials that continued from their checkpoint, shard rows lost or doubled.
 
+Scans, after the fault run: the secret key of the S3 server's canary credentials, searched for in every object
+the study wrote to S3 and every file Ray wrote for the runs (logs, runtime envs); and the raw identities of the
+phantom's sources (subject ids and file names, as the adapters read them) searched for in everything that may
+leave the machine: the shards, the results store, the report (`analyze`), `predict`'s output and an exported
+model. Parquet files are searched by their values (their bytes are compressed); the places documented to hold
+raw names (`prepare_report.json`'s rejected inputs, `predict`'s mapping beside its inputs) are not outputs.
+
     .venv/bin/python benchmarks/reliability.py [--inputs 400] [--kills 8] [--seed 0]
 """
 
@@ -64,7 +71,11 @@ def faults(work: Path, shards: Path, kills: int, seed: int) -> dict:
     server = Seaweed(work / "weed", {name: free_port() for name in ("master", "volume", "filer", "s3")})
     server.start()
     try:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env()}
+        # the runs' Ray writes under the benchmark's folder, where the secrets scan reads every file it wrote
+        ray_dir = work / "ray"
+        ray_dir.mkdir()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env(),
+               "RAY_TMPDIR": str(ray_dir)}
         for k, v in server.env().items():
             os.environ[k] = v
         uri = "s3://painsearch/fault-run"
@@ -110,9 +121,99 @@ def faults(work: Path, shards: Path, kills: int, seed: int) -> dict:
             server.start()
         record["outages"] = len(outages)
         record["prepare"] = prepare_kill(work, shards, server)
+        record["identities"] = identity_scan(work, shards, uri, server)
+        record["secrets"] = secrets_scan(ray_dir, server, ["fault-run/", "prepare-clean/", "prepare-killed/"])
         return record
     finally:
         server.stop()
+
+
+def texts(path: Path | str, data: bytes) -> bytes:
+    """What a file says: a Parquet file's values (its bytes are compressed), any other file's bytes."""
+    if str(path).endswith(".parquet"):
+        import io
+
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        return "\n".join(str(v) for name in table.column_names for v in table.column(name).to_pylist()).encode()
+    return data
+
+
+def scan_files(folders: list[Path], needles: list[bytes], skip: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+    """(files scanned, files that hold any needle) under `folders`."""
+    scanned, hits = 0, []
+    for folder in folders:
+        for f in folder.rglob("*"):
+            if f.is_file() and not f.is_symlink() and f.name not in skip:
+                scanned += 1
+                data = texts(f, f.read_bytes())
+                if any(n in data for n in needles):
+                    hits.append(str(f))
+    return scanned, hits
+
+
+def scan_bucket(server: Seaweed, prefix: str, needles: list[bytes], skip: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+    client, scanned, hits = server.client(), 0, []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].rsplit("/", 1)[-1] in skip:
+                continue
+            scanned += 1
+            data = texts(obj["Key"], client.get_object(Bucket="painsearch", Key=obj["Key"])["Body"].read())
+            if any(n in data for n in needles):
+                hits.append(obj["Key"])
+    return scanned, hits
+
+
+def raw_identities(phantom: Path) -> list[bytes]:
+    """The sources' raw subject ids and file names, as the adapters read them (long enough to be told from chance)."""
+    from pipelines.config import prepare_config
+    from pipelines.phantom.synth import sources
+    from pipelines.shards.prepare import read_sources
+
+    _, listings = read_sources(prepare_config({"sources": sources(phantom), "out": str(phantom / "unused")}))
+    names = {r.subject for listing in listings for r in listing.records}
+    names |= {Path(r.rel).stem for listing in listings for r in listing.records}
+    return sorted(n.encode() for n in names if len(n) >= 4)
+
+
+def identity_scan(work: Path, shards: Path, uri: str, server: Seaweed) -> dict:
+    """`analyze`, `predict` and `export` on the fault run's study, then every output searched for the raw ids."""
+    from analysis.chosen_model import from_results
+    from analysis.config import LimeConfig, ReportConfig
+    from analysis.export import export
+    from analysis.predict import predict
+    from analysis.report import analyze
+
+    from cluster.local import ensure_ray
+
+    os.environ["RAY_TMPDIR"] = str(work / "ray")  # this process's Ray too: the secrets scan reads what it writes
+    ensure_ray()
+    needles = raw_identities(work / "phantom")
+    report, exported, predicted = work / "report", work / "exported", work / "predicted"
+    analyze(uri, report, config=ReportConfig(bootstrap=50, lime=LimeConfig(num_samples=20, images_per_class=1,
+                                                                                n_segments=8, null_seeds=2)),
+            log=lambda m: None)
+    inputs = work / "inputs"
+    inputs.mkdir()
+    for f in sorted((work / "phantom" / "delaware" / "images").glob("*.jpg"))[:4]:
+        shutil.copy(f, inputs)
+    predict(from_results(uri, "weinet", "external"), [str(inputs)], predicted)
+    export(uri, "weinet", "external", exported)
+    documented = ("prepare_report.json",)
+    files = scan_files([shards, report, predicted, exported], needles, skip=documented)
+    objects = scan_bucket(server, uri.split("/", 3)[3] + "/", needles)
+    return {"identities": len(needles), "scanned": files[0] + objects[0], "hits": files[1] + objects[1]}
+
+
+def secrets_scan(ray_dir: Path, server: Seaweed, prefixes: list[str]) -> dict:
+    from seaweed import SECRET
+
+    needle = [SECRET.encode()]
+    files = scan_files([ray_dir], needle)
+    objects = [scan_bucket(server, p, needle) for p in prefixes]
+    return {"scanned": files[0] + sum(o[0] for o in objects), "hits": files[1] + [h for o in objects for h in o[1]]}
 
 
 def prepare_kill(work: Path, shards: Path, server: Seaweed) -> dict:
@@ -121,7 +222,8 @@ def prepare_kill(work: Path, shards: Path, server: Seaweed) -> dict:
     from pipelines.storage import open_store
 
     phantom = work / "phantom"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env()}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env(),
+           "RAY_TMPDIR": str(work / "ray")}
     base = [sys.executable, "-m", "cluster.cli", "data", "prepare", "--config", str(phantom / "prepare.yaml"),
             "--engine", "ray", "--size", "32", "--background", "grabcut", "--chunk-size", "8", "--frames", "4"]
     clean = subprocess.run(base + ["--out", "s3://painsearch/prepare-clean"], env=env, capture_output=True, text=True,
@@ -186,6 +288,12 @@ def main() -> None:
         f"| every resume ran to the end (the run stops at the first that does not) | checked after every resume: no "
         f"search sealed twice, no trial lost or run twice (of {r['trials']}); {p['rows_lost']} shard rows lost, "
         f"{p['rows_doubled']} doubled |",
+        f"| secrets: the S3 server's canary secret key, searched for in every object the runs wrote to S3 and every "
+        f"file Ray wrote for them | {r['secrets']['scanned']} files and objects | | {len(r['secrets']['hits'])} hits |",
+        f"| identities: the sources' raw subject ids and file names ({r['identities']['identities']}), searched for "
+        f"in the shards, the results store, the report, `predict`'s output and an exported model (Parquet by value) "
+        f"| {r['identities']['scanned']} files and objects | | {len(r['identities']['hits'])} hits outside the "
+        f"documented places |",
         "",
         f"The fault run's study ({r['searches']} searches, trials of 3 epochs, results on SeaweedFS S3) took "
         f"{r['seconds']:.0f} s with its kills; {r['continued_from_checkpoint']} trials cut short by a kill continued "
