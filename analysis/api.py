@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.operating_point import TARGET_RECALL
+from analysis.config import TARGET_RECALL
 from analysis.results import Results, load
 from search.layout import OPTUNA_JOURNAL, TRAIN_DIR, SearchKey
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.operating_point import DEFAULT_THRESHOLD, TARGET_RECALL
+from analysis.config import DEFAULT_THRESHOLD, TARGET_RECALL
 from pipelines.errors import PainsearchError, choices
 from search.layout import BEST_DIR, CHOICE, DONE, VAL_PREDICTIONS, SearchKey
 
@@ -94,7 +94,7 @@ def from_results(uri: str, model: str, scenario: str, fold: int | None = None, e
     key = sorted(done, key=lambda k: (done[k]["best_score"] if minimise else -done[k]["best_score"], k.fold))[0]
     choice = json.loads(store.read_bytes(key.path, BEST_DIR, CHOICE))
     val = read_parquet(store.read_bytes(key.path, VAL_PREDICTIONS)) if store.exists(key.path, VAL_PREDICTIONS) else None
-    threshold, threshold_from = search_threshold(val, target_recall)
+    threshold, threshold_from = search_threshold(val, target_recall, refit=choice["scored"] == "refit")
     return ChosenModel(
         name=f"{model}, {scenario}, fold {key.fold} (trial {choice['trial_id']}, {choice['scored'].replace('_', ' ')})",
         train=choice["train"], preprocess=shard_preprocess(cfg["shards"], cfg.get("s3_endpoint")),

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
-from analysis.operating_point import TARGET_RECALL, Calibration
 from pipelines.config import Strict
+
+TARGET_RECALL = 0.8  # missing pain is the costly error for people who cannot say that they hurt
+DEFAULT_THRESHOLD = 0.5  # where a search has no threshold of its own: the trained model's own decision
+Calibration = Literal["none", "temperature", "platt"]
+CALIBRATIONS: tuple[str, ...] = ("none", "temperature", "platt")
 
 
 class LimeConfig(Strict):

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from analysis.chosen_model import CARD, SAVED_MODEL, ChosenModel, from_results
-from analysis.operating_point import TARGET_RECALL
+from analysis.config import TARGET_RECALL
 from pipelines.labels import CLASS_NAMES
 from pipelines.storage.folders import written_whole
 
@@ -99,10 +101,12 @@ def front_matter(c: dict[str, Any]) -> str:
     results = [{"task": {"type": "image-classification", "name": "pain / no pain from a face"},
                 "dataset": {"name": f"{c['scenario']} test split, fold {c['fold']}", "type": "painsearch"},
                 "metrics": [{"type": k, "name": k, "value": round(float(v["value"]), 4)}
-                            for k, v in c["test_metrics"].items()]}]
+                            for k, v in c["test_metrics"].items() if np.isfinite(v["value"])]}]  # AUC needs both classes
     meta = {"library_name": "tf-keras", "pipeline_tag": "image-classification",
-            "tags": ["pain", "facial-expression", "painsearch"], "license": "other",
-            "license_name": c["data"]["licence"], "datasets": [*c["data"]["pool"], *c["data"]["external"]],
+            "tags": ["pain", "facial-expression", "painsearch"],
+            # Hugging Face's fields for terms of one's own: a short name, and where the terms are written
+            "license": "other", "license_name": "training-data-terms", "license_link": c["data"]["licence"],
+            "datasets": [*c["data"]["pool"], *c["data"]["external"]],
             "metrics": list(c["test_metrics"]), "decision_threshold": round(float(c["decision_threshold"]["value"]), 6),
             "model-index": [{"name": c["name"], "results": results}]}
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"

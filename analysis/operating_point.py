@@ -16,29 +16,34 @@ model returns.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.calibration import BINS, brier, ece
+from analysis.config import CALIBRATIONS, DEFAULT_THRESHOLD, TARGET_RECALL
 from analysis.intervals import resamples, subject_members
 from analysis.scores import probs_of
+from pipelines.errors import PainsearchError
 
-TARGET_RECALL = 0.8
-Calibration = Literal["none", "temperature", "platt"]
-CALIBRATIONS: tuple[str, ...] = ("none", "temperature", "platt")
-DEFAULT_THRESHOLD = 0.5  # where a search has no validation predictions: the trained model's own decision
 _EPS = 1e-6
 
 
 def threshold_for_recall(y: np.ndarray, p: np.ndarray, target: float = TARGET_RECALL) -> float:
     """The highest threshold t for which `p >= t` finds at least `target` of the pain images (y == 1); 0.5 where
     there is no pain image to aim at."""
+    check_target(target)
     pain = np.sort(np.asarray(p, float)[np.asarray(y) == 1])[::-1]
     if not len(pain):
         return DEFAULT_THRESHOLD
     return float(pain[max(math.ceil(target * len(pain) - 1e-9), 1) - 1])
+
+
+def check_target(target: float) -> None:
+    if not 0 < target <= 1:
+        raise PainsearchError(f"The target pain recall must be a share above 0 and at most 1, not {target:g}; pass "
+                              f"for example --target-recall 0.8 for 80 %.")
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -83,9 +88,24 @@ def calibrate(params: dict[str, float], p: np.ndarray) -> np.ndarray:
     return np.asarray(p, float)
 
 
-def search_points(test: pd.DataFrame, val: pd.DataFrame, target: float, method: str) -> pd.DataFrame:
+def provenance(val: pd.DataFrame | None, target: float, refit: bool = False) -> str:
+    """Where a search's threshold came from, in words."""
+    if val is None or not len(val):
+        return "no validation predictions (a study from before they were kept): the model's own 0.5"
+    if not (val["label"] == 1).any():
+        return "no pain image in the validation split: the model's own 0.5"
+    where = f"the search's validation split, for a pain recall of {target:g}"
+    # the refit trained on the validation images, so they are scored by the chosen trial's own model, whose
+    # probabilities the refit's need not share
+    return where + (" (scored by the chosen trial's model: the refit, which scores the test split, trained on "
+                    "those images)" if refit else "")
+
+
+def search_points(test: pd.DataFrame, val: pd.DataFrame, target: float, method: str,
+                  refit: frozenset[tuple] = frozenset()) -> pd.DataFrame:
     """One row per search (model, scenario, fold) that has test predictions: its threshold and calibration, from
-    its validation predictions alone, and the validation pain recall at that threshold."""
+    its validation predictions alone, and the validation pain recall at that threshold. `refit` names the searches
+    whose test split a refit scored."""
     rows = []
     keys = ["model", "scenario", "fold"]
     val_of = {k: g for k, g in val.groupby(keys, sort=False)} if len(val) else {}
@@ -93,12 +113,12 @@ def search_points(test: pd.DataFrame, val: pd.DataFrame, target: float, method: 
         v = val_of.get(key)
         row: dict[str, Any] = dict(zip(keys, key))
         if v is None or not len(v):
-            rows.append({**row, "threshold": DEFAULT_THRESHOLD, "from": "no validation predictions (0.5)",
+            rows.append({**row, "threshold": DEFAULT_THRESHOLD, "from": provenance(None, target),
                          "validation_images": 0, "validation_recall": float("nan"), "calibration": {}})
             continue
         y, p = v["label"].to_numpy().astype(int), probs_of(v)[:, 1]
         t = threshold_for_recall(y, p, target)
-        rows.append({**row, "threshold": t, "from": "validation", "validation_images": len(v),
+        rows.append({**row, "threshold": t, "from": provenance(v, target, key in refit), "validation_images": len(v),
                      "validation_recall": float((p[y == 1] >= t).mean()) if (y == 1).any() else float("nan"),
                      "calibration": fit_calibration(method, y, p)})
     return pd.DataFrame(rows)
@@ -111,12 +131,13 @@ def _rates(y: np.ndarray, passed: np.ndarray) -> tuple[float, float]:
 
 
 def operating_points(test: pd.DataFrame, val: pd.DataFrame, target: float = TARGET_RECALL, method: str = "temperature",
-                     n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+                     n_boot: int = 1000, seed: int = 0, refit: frozenset[tuple] = frozenset()) -> dict[str, pd.DataFrame]:
     """`operating_point`: per model and scenario, the thresholds the searches chose on validation, and the test
     sensitivity and specificity they give (each test image judged by its own search's threshold), with 95 %
     intervals over people; `calibration_fitted`: the test split's Brier score and calibration error before and after
     the calibration fitted on each search's validation images; `search_thresholds`: one row per search."""
-    points = search_points(test, val, target, method)
+    check_target(target)
+    points = search_points(test, val, target, method, refit)
     keys = ["model", "scenario", "fold"]
     df = test.merge(points[[*keys, "threshold"]], on=keys, how="left")
     params = {tuple(r[k] for k in keys): r["calibration"] for _, r in points.iterrows()}
@@ -139,7 +160,8 @@ def operating_points(test: pd.DataFrame, val: pd.DataFrame, target: float = TARG
                      "sensitivity_ci_high": float(np.nanpercentile(draws[:, 0], 97.5)),
                      "test specificity": spec, "specificity_ci_low": float(np.nanpercentile(draws[:, 1], 2.5)),
                      "specificity_ci_high": float(np.nanpercentile(draws[:, 1], 97.5)),
-                     "test images": len(g), "searches without validation predictions": int((pts["from"] != "validation").sum())})
+                     "test images": len(g),
+                     "searches without validation predictions": int((pts["validation_images"] == 0).sum())})
         raw, fitted = probs_of(g)[:, 1], g["p_calibrated"].to_numpy(float)
         cal.append({"model": model, "scenario": scenario, "calibration": method,
                     "brier before": brier(y, raw), "brier after": brier(y, fitted),
@@ -149,9 +171,10 @@ def operating_points(test: pd.DataFrame, val: pd.DataFrame, target: float = TARG
     return {"operating_point": pd.DataFrame(rows), "calibration_fitted": pd.DataFrame(cal), "search_thresholds": searches}
 
 
-def search_threshold(val: pd.DataFrame | None, target: float = TARGET_RECALL) -> tuple[float, str]:
+def search_threshold(val: pd.DataFrame | None, target: float = TARGET_RECALL, refit: bool = False) -> tuple[float, str]:
     """One search's threshold and where it came from, for `predict` and `export`."""
+    check_target(target)
     if val is None or not len(val):
-        return DEFAULT_THRESHOLD, "the search stored no validation predictions (a study from before they were kept)"
+        return DEFAULT_THRESHOLD, provenance(None, target)
     y, p = val["label"].to_numpy().astype(int), probs_of(val)[:, 1]
-    return threshold_for_recall(y, p, target), f"the search's validation split, for a pain recall of {target:g}"
+    return threshold_for_recall(y, p, target), provenance(val, target, refit)

@@ -91,6 +91,8 @@ def default_mapping(files: list[Path]) -> Path:
 def pseudonyms(files: list[Path], mapping: Path) -> dict[Path, str]:
     """A pseudonym per input, those of inputs already in `mapping` reused; the mapping written back with the new
     ones (the whole file replaced at once)."""
+    if not files:
+        return {}
     known: dict[str, str] = {}
     if mapping.is_file():
         try:
@@ -112,8 +114,9 @@ def pseudonyms(files: list[Path], mapping: Path) -> dict[Path, str]:
     try:
         mapping.parent.mkdir(parents=True, exist_ok=True)
         part = mapping.with_name(f".{mapping.name}.{os.getpid()}.tmp")
-        pd.DataFrame({"pseudonym": list(known.values()), "path": list(known)}).to_csv(part, index=False)
-        os.chmod(part, 0o600)  # it names people's files: for this user only
+        # it names people's files: for this user only, from its first byte
+        with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as f:
+            pd.DataFrame({"pseudonym": list(known.values()), "path": list(known)}).to_csv(f, index=False)
         os.replace(part, mapping)
     except OSError as exc:
         raise PainsearchError(f"The pseudonyms' mapping cannot be written to {mapping} ({exc.strerror or exc}); name a "
@@ -128,6 +131,10 @@ def predict(chosen: ChosenModel, paths: list[str], out: str | Path | None = None
     folder replaced at once). Inputs are named by pseudonyms unless `names` is "raw"."""
     if names not in NAMES:
         raise PainsearchError(f"names must be one of {', '.join(NAMES)}, not {names!r}.")
+    if out is not None:
+        from pipelines.storage.folders import check_target
+
+        check_target(out)  # before any input is scored, not after
     from pipelines.bootstrap import torch_first
 
     torch_first()  # this process detects faces, then runs the network

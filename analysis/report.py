@@ -68,7 +68,10 @@ OPERATING_POINT_NOTE = ("A user acts on a threshold, not on an accuracy. Each se
                         "costly error here); the test images choose nothing. Sensitivity is the test split's pain "
                         "recall at those thresholds, specificity its no-pain recall, with 95 % intervals over people. "
                         "Below: the calibration fitted on each search's validation split, and its effect on the test "
-                        "split (it moves probabilities, not which images pass a threshold).")
+                        "split (it moves probabilities, not which images pass a threshold). Where a refit scored the "
+                        "test split, the validation split (on which the refit trained) is scored by the chosen "
+                        "trial's own model, whose probabilities the refit's need not share: `search_thresholds` "
+                        "says so per search.")
 LABEL_ISSUES_NOTE = ("Frames taken from videos may carry imprecise labels (the paper's warning). Every pool image is "
                      "scored once by a network that never trained on it (the k-fold scenarios' test splits, subject "
                      "folds first, averaged over networks); cleanlab's confident learning flags the frames whose given "
@@ -194,8 +197,9 @@ def _analyze(uri: str, out: Path, endpoint: str | None, config: ReportConfig,
     extra.update(central)
     extra.update(label_issues(res.predictions))
     extra["calibration"] = calibration_table(res.predictions)
+    refit = frozenset((k.model, k.scenario, k.fold) for k, c in res.choices.items() if c.get("scored") == "refit")
     extra.update(operating_points(res.predictions, res.validation, config.target_recall, config.calibration,
-                                  n_boot=config.bootstrap, seed=cfg.get("seed", 0)))
+                                  n_boot=config.bootstrap, seed=cfg.get("seed", 0), refit=refit))
     from pipelines.models.build import model_table
 
     extra["networks_table3"] = pd.DataFrame(model_table(names=cfg["models"]))

@@ -43,7 +43,7 @@ from faults import fault_run, study_command  # noqa: E402
 from seaweed import Seaweed, free_port  # noqa: E402
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
-PICTURES = (".png", ".jpg", ".jpeg")
+PICTURES = (".png", ".jpg", ".jpeg", ".h5")  # and weights: binary, no text a reader could take a name from
 
 
 def fuzz(work: Path, phantom: Path, inputs: int, seed: int) -> dict:
@@ -136,8 +136,11 @@ def texts(path: Path | str, data: bytes) -> bytes:
 
         import pyarrow.parquet as pq
 
+        import pyarrow as pa
+
         table = pq.read_table(io.BytesIO(data))
-        return "\n".join(str(v) for name in table.column_names for v in table.column(name).to_pylist()).encode()
+        text = [table.column(n) for n in table.column_names if not (pa.types.is_binary(table.schema.field(n).type) or pa.types.is_large_binary(table.schema.field(n).type))]
+        return "\n".join(str(v) for column in text for v in column.to_pylist()).encode()  # not the images' bytes
     return data
 
 
@@ -159,7 +162,8 @@ def scan_bucket(server: Seaweed, prefix: str, needles: list[bytes], skip: tuple[
     client, scanned, hits = server.client(), 0, []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="painsearch", Prefix=prefix):
         for obj in page.get("Contents", []):
-            if obj["Key"].rsplit("/", 1)[-1] in skip:
+            name = obj["Key"].rsplit("/", 1)[-1]
+            if name in skip or Path(name).suffix.lower() in PICTURES:
                 continue
             scanned += 1
             data = texts(obj["Key"], client.get_object(Bucket="painsearch", Key=obj["Key"])["Body"].read())
@@ -175,8 +179,8 @@ def raw_identities(phantom: Path) -> list[bytes]:
     from pipelines.shards.prepare import read_sources
 
     _, listings = read_sources(prepare_config({"sources": sources(phantom), "out": str(phantom / "unused")}))
-    names = {r.subject for listing in listings for r in listing.records}
-    names |= {Path(r.rel).stem for listing in listings for r in listing.records}
+    records = [r for listing in listings for r in listing.records]
+    names = {r.subject for r in records} | {r.sequence for r in records} | {Path(r.rel).stem for r in records}
     return sorted(n.encode() for n in names if len(n) >= 4)
 
 

@@ -68,5 +68,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=not quiet)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=env, log_to_driver=not quiet,
-                 configure_logging=False, _system_config=system_config())
+        # "local": a new in-process cluster, never one a `ray start` on this machine left recorded (RAY_ADDRESS names
+        # a cluster to join); only a new cluster takes the system config
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=env,
+                 log_to_driver=not quiet, configure_logging=False, _system_config=system_config())

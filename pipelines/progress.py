@@ -5,10 +5,11 @@ On a terminal, a tqdm bar redrawn in place: `prepare [#######.......] 12/40 chun
 left`. Anywhere else (a job's log, a pipe) the same text as a line of its own at most every `every_s` seconds,
 and at the end, so logs stay short.
 
-Messages (`say`) go through the `painsearch` logger, so a program or notebook turns them up or down as it does
-any library's (`logging.getLogger("painsearch").setLevel(...)`); the command line shows them on standard output
-(`show_messages`; `--quiet` keeps only warnings), written by tqdm so that a bar on the terminal is cleared
-before the line and drawn again after it, never glued to it.
+Messages (`say`) go through the `painsearch` logger where logging is set up, so a program turns them up or down
+as it does any library's (`logging.getLogger("painsearch").setLevel(...)`), and are printed where it is not (a
+notebook); the command line shows them on standard output (`show_messages`; `--quiet` keeps only warnings),
+written by tqdm so that a bar on the terminal is cleared before the line and drawn again after it, never glued
+to it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ MESSAGES = logging.getLogger("painsearch")
 
 
 def say(message: str) -> None:
-    """One of painsearch's own message lines (what a stage is doing, what it wrote)."""
-    MESSAGES.info(message)
+    """One of painsearch's own message lines (what a stage is doing, what it wrote). Where nothing handles logging
+    (a notebook, a script that set none up) it is printed, as it would be on the command line."""
+    if MESSAGES.hasHandlers():
+        MESSAGES.info(message)
+    else:
+        print(message, flush=True)
 
 
 class _BarSafe(logging.Handler):
@@ -75,6 +80,8 @@ class Progress:
             self.bar = tqdm(total=total, initial=first, file=self.stream, bar_format="{desc}", leave=True,
                             dynamic_ncols=True)
             self.bar.set_description_str(self.text(first))
+            if first >= total:  # nothing left to do: the bar stays as it is, and is not drawn again under messages
+                self.close()
 
     def text(self, done: int) -> str:
         filled = int(WIDTH * done / max(self.total, 1))
@@ -84,10 +91,18 @@ class Progress:
     def update(self, done: int) -> None:
         now, end = time.time(), done >= self.total
         if self.bar is not None:
+            if self.bar.disable:  # closed
+                return
             self.bar.n = done
             self.bar.set_description_str(self.text(done))  # redraws the bar
             if end:
-                self.bar.close()
+                self.close()
         elif end or now - self.shown >= self.every_s:
             self.log(self.text(done))
             self.shown = now
+
+    def close(self) -> None:
+        """Leave the bar as it stands (a stage that ends short of its total: a time budget, a failure), so that it
+        is not drawn again under later messages."""
+        if self.bar is not None and not self.bar.disable:
+            self.bar.close()

@@ -222,6 +222,7 @@ def _run(cfg: StudyConfig, store: Store, resume: bool, log: Callable[[str], None
             cause = getattr(exc, "cause", None) or exc
             log(f"[{finished}/{total}] {key}: the search stopped with {type(cause).__name__}: "
                 f"{last_line(str(cause))[:500]}; rerun with --resume to continue it")
+    trials.close()  # short of its total when searches failed or a time budget ended trials early
     summary = write_summary(cfg, store)
     if failures:
         raise PainsearchError(f"{failures} search(es) stopped before their end; rerun with --resume to continue them.")

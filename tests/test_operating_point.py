@@ -89,3 +89,20 @@ def test_a_search_without_validation_predictions_keeps_its_models_own_decision()
 
 def test_logit_is_finite_at_the_ends():
     assert np.isfinite(logit(np.array([0.0, 1.0]))).all()
+
+
+def test_a_target_recall_outside_0_to_1_is_one_sentence_and_provenance_says_where_a_threshold_came_from():
+    from analysis.operating_point import search_points
+    from pipelines.errors import PainsearchError
+
+    v = scored(100, 1)
+    for bad in (0.0, 80.0, -0.5):
+        with pytest.raises(PainsearchError, match="at most 1") as err:
+            search_threshold(v, bad)
+        assert "\n" not in str(err.value)
+    rest_only = v.assign(label=0)
+    assert search_threshold(rest_only)[0] == 0.5 and "no pain image" in search_threshold(rest_only)[1]
+    assert "chosen trial's model" in search_threshold(v, refit=True)[1]
+    assert "chosen trial's model" not in search_threshold(v)[1]
+    points = search_points(v, v, 0.8, "none", refit=frozenset({("m", "s", 0)}))
+    assert "refit" in points["from"].iloc[0]

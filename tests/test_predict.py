@@ -125,7 +125,7 @@ def test_export_loads_in_a_fresh_process_without_painsearch(smoke_study, faces, 
     meta = yaml.safe_load(md.split("---")[1])  # Hugging Face's model card metadata, then the text
     assert md.startswith("---\n") and "\n---\n# Model card" in md
     assert meta["pipeline_tag"] == "image-classification" and meta["license"] == "other"
-    assert "FILL IN" in meta["license_name"] and meta["decision_threshold"] == pytest.approx(decision["value"], abs=1e-6)
+    assert "FILL IN" in meta["license_link"] and meta["decision_threshold"] == pytest.approx(decision["value"], abs=1e-6)
     assert {m["type"] for m in meta["model-index"][0]["results"][0]["metrics"]} >= {"accuracy", "roc_auc"}
     x = decode_images([f.read_bytes() for f in faces[:3]], chosen.size)
     np.save(tmp_path / "x.npy", x)
@@ -247,3 +247,21 @@ def test_pseudonyms_are_kept_beside_the_inputs_and_reused(tmp_path):
     second = pseudonyms(more, mapping)
     assert all(second[f] == first[f] for f in files) and second[more[-1]] not in first.values()
     assert len(pd.read_csv(mapping)) == 3
+
+
+def test_predict_refuses_a_folder_it_did_not_write_before_it_scores_anything(tmp_path):
+    """An output folder is replaced whole, so one holding the user's own files is refused, and at once: not after
+    every input (a long video, say) has been scored."""
+    import time
+
+    from analysis.chosen_model import ChosenModel
+    from analysis.predict import predict
+    from pipelines.errors import PainsearchError
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "diary.txt").write_text("mine")
+    t = time.time()
+    with pytest.raises(PainsearchError, match="did not write there"):
+        predict(ChosenModel("unused", {}, {}, {}), [str(tmp_path / "nowhere.mp4")], out=mine)
+    assert time.time() - t < 5 and (mine / "diary.txt").read_text() == "mine"

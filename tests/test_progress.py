@@ -61,3 +61,20 @@ def test_time_left_counts_only_what_this_run_did():
     assert time_left(5, 10, 20.0, first=3) == "20 s so far, about 50 s left"  # 2 done here in 20 s, 5 to go
     assert time_left(3, 10, 0.0, first=3) == "0 s so far"  # nothing done yet: no guess
     assert time_left(10, 10, 30.0) == "30 s so far"
+
+
+def test_a_bar_with_nothing_left_is_not_drawn_again_under_later_messages(monkeypatch):
+    err, out = Terminal(), Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    show_messages()
+    Progress("prepare", 3, "chunks", first=3)  # a rerun with every chunk done
+    drawn = err.getvalue()
+    say("prepare: 12 rows")
+    bar = Progress("search: trials", 4, "trials")
+    bar.update(2)
+    bar.close()  # a study that ended short of its total
+    after = err.getvalue()
+    say("search: done")
+    assert err.getvalue() == after and out.getvalue() == "prepare: 12 rows\nsearch: done\n"
+    assert drawn.count("\n") == 1 and re.search(r"3/3 chunks, \d+ s so far\n$", drawn)

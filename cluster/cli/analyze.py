@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.config import LimeConfig, ReportConfig
-from analysis.operating_point import CALIBRATIONS
+from analysis.config import CALIBRATIONS, LimeConfig, ReportConfig
 from cluster.cli.options import default, help_for
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from analysis.report import analyze
+    from pipelines.config import validate
 
     lime = None
     if not args.no_lime:
         from cluster.local import ensure_ray
 
         ensure_ray(num_cpus=args.num_cpus)
-        lime = LimeConfig(num_samples=args.lime_samples, images_per_class=args.lime_images, hide_color=args.lime_hide,
-                          positive_only=not args.lime_all_weights, n_segments=args.lime_segments,
-                          null_seeds=args.lime_null_seeds)
-    config = ReportConfig(bootstrap=args.bootstrap, lime=lime, ratings=args.ratings, phantom_truth=args.phantom_truth,
-                          target_recall=args.target_recall, calibration=args.calibration)
+        lime = validate(LimeConfig, dict(num_samples=args.lime_samples, images_per_class=args.lime_images,
+                                         hide_color=args.lime_hide, positive_only=not args.lime_all_weights,
+                                         n_segments=args.lime_segments, null_seeds=args.lime_null_seeds),
+                        "the LIME options")
+    config = validate(ReportConfig, dict(bootstrap=args.bootstrap, lime=lime, ratings=args.ratings,
+                                         phantom_truth=args.phantom_truth, target_recall=args.target_recall,
+                                         calibration=args.calibration), "the report options")
     result = analyze(args.results, args.out, config=config)
     print(result["headline"][["model", "scenario", "accuracy", "f1_pain", "f1_macro [95% CI]"]].to_string(index=False))
     return 0

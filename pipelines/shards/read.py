@@ -32,19 +32,18 @@ def shard_problem(store: Store, path: str, rows: int) -> str | None:
     """What is wrong with one shard file (`path` as `store.path` gives it), judged by reading its Parquet footer:
     missing, empty, cut short (no readable footer), or holding other than the `rows` its record says; None if
     sound."""
-    from pyarrow.fs import FileType
-
-    info = store.fs.get_file_info(path)
-    if info.type == FileType.NotFound:
+    size = store.file_size(path)
+    if size is None:
         return "is missing"
-    if not info.size:
+    if not size:
         return "is empty (0 bytes)"
     try:
         found = store.parquet_rows(path)
     except StoreUnreachable:  # an outage that outlasted the retry says so itself
         raise
-    except PainsearchError:
-        return f"is cut short or not Parquet ({info.size} bytes, no readable footer)"
+    except PainsearchError as exc:
+        cause = exc.__cause__ or exc
+        return f"is cut short or not Parquet ({size} bytes; reading its footer: {str(cause).splitlines()[0][:120]})"
     return None if found == rows else f"holds {found} rows where its record says {rows}"
 
 

@@ -15,6 +15,18 @@ from pipelines.errors import PainsearchError
 MARK = ".painsearch-output"
 
 
+def check_target(target: str | Path) -> Path:
+    """`target`, resolved, once it is a folder `written_whole` may replace: a command that works long before it
+    writes asks first."""
+    target = Path(target).resolve()  # "." and "out/" name their folder, which the new one must sit beside
+    if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or (target / MARK).is_file())):
+        raise PainsearchError(f"{target} holds files painsearch did not write there, and an output folder is replaced "
+                              f"whole; name a new or empty folder (or one an earlier run of this command wrote).")
+    if Path.cwd().resolve().is_relative_to(target):
+        raise PainsearchError(f"{target} is the current folder or holds it; name a folder inside it for the output.")
+    return target
+
+
 @contextmanager
 def written_whole(target: str | Path) -> Iterator[Path]:
     """A new folder beside `target` to write its whole new content into. When the block ends, the new folder takes
@@ -22,12 +34,7 @@ def written_whole(target: str | Path) -> Iterator[Path]:
     old and new files mixed or stale files beside new ones; when the block fails, `target` stays as it was and the
     new folder goes. A `target` that holds anything painsearch did not write this way (the current folder, a folder
     of the user's) is refused before any work, never replaced."""
-    target = Path(target).resolve()  # "." and "out/" name their folder, which the new one must sit beside
-    if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or (target / MARK).is_file())):
-        raise PainsearchError(f"{target} holds files painsearch did not write there, and an output folder is replaced "
-                              f"whole; name a new or empty folder (or one an earlier run of this command wrote).")
-    if Path.cwd().resolve().is_relative_to(target):
-        raise PainsearchError(f"{target} is the current folder or holds it; name a folder inside it for the output.")
+    target = check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     umask = os.umask(0)

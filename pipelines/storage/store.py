@@ -68,6 +68,14 @@ class Store:
 
         return self._call(lambda: pq.read_table(path, filesystem=self.fs, columns=columns), "read", patience)
 
+    def file_size(self, path: str, patience: float = retries.STORE_PATIENCE_S) -> int | None:
+        """The size of a file of this store (`path` as `self.path` gives it), None where there is none; through the
+        retry."""
+        from pyarrow.fs import FileType
+
+        info = self._call(lambda: self.fs.get_file_info(path), "read", patience)
+        return None if info.type == FileType.NotFound else int(info.size or 0)
+
     def parquet_rows(self, path: str, patience: float = retries.STORE_PATIENCE_S) -> int:
         """The row count a Parquet file's footer records (`path` as `self.path` gives it), through the retry: a file
         cut short has no footer, and reading fails with a sentence."""
