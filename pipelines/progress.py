@@ -42,6 +42,7 @@ class _BarSafe(logging.Handler):
 
         try:
             tqdm.write(self.format(record), file=sys.stdout)
+            sys.stdout.flush()  # a job's log or a pipe shows the line now, not when the process ends
         except Exception:  # noqa: BLE001  (logging's own contract: a message that cannot be shown is not an error)
             self.handleError(record)
 

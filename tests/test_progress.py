@@ -4,6 +4,7 @@ few seconds (and at the end) in a log."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 
@@ -78,3 +79,22 @@ def test_a_bar_with_nothing_left_is_not_drawn_again_under_later_messages(monkeyp
     say("search: done")
     assert err.getvalue() == after and out.getvalue() == "prepare: 12 rows\nsearch: done\n"
     assert drawn.count("\n") == 1 and re.search(r"3/3 chunks, \d+ s so far\n$", drawn)
+
+
+def test_a_message_reaches_a_pipe_at_once():
+    """A job's log is a pipe or a file, where output is buffered: each message line is flushed as it is said, so a
+    user watching the log sees it then, not when the process ends."""
+    import subprocess
+    import threading
+
+    code = ("import time; from pipelines.progress import say, show_messages; show_messages(); "
+            "say('prepare: started'); time.sleep(60)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a job's process has it
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    proc.kill()
+    proc.wait()
+    assert lines == ["prepare: started\n"]
