@@ -43,6 +43,8 @@ from faults import fault_run, study_command  # noqa: E402
 from seaweed import Seaweed, free_port  # noqa: E402
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
+RAY_DIR = Path(tempfile.mkdtemp(prefix="rl-", dir="/tmp"))
+atexit.register(shutil.rmtree, RAY_DIR, True)
 PICTURES = (".png", ".jpg", ".jpeg", ".h5")  # and weights: binary, no text a reader could take a name from
 
 
@@ -72,9 +74,9 @@ def faults(work: Path, shards: Path, kills: int, seed: int) -> dict:
     server = Seaweed(work / "weed", {name: free_port() for name in ("master", "volume", "filer", "s3")})
     server.start()
     try:
-        # the runs' Ray writes under the benchmark's folder, where the secrets scan reads every file it wrote
-        ray_dir = work / "ray"
-        ray_dir.mkdir()
+        # the runs' Ray writes in a folder of its own, where the secrets scan reads every file it wrote (short: Ray's
+        # socket paths under it must fit in 107 bytes)
+        ray_dir = RAY_DIR
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env(),
                "RAY_TMPDIR": str(ray_dir)}
         for k, v in server.env().items():
@@ -194,7 +196,7 @@ def identity_scan(work: Path, shards: Path, uri: str, server: Seaweed) -> dict:
 
     from cluster.local import ensure_ray
 
-    os.environ["RAY_TMPDIR"] = str(work / "ray")  # this process's Ray too: the secrets scan reads what it writes
+    os.environ["RAY_TMPDIR"] = str(RAY_DIR)  # this process's Ray too: the secrets scan reads what it writes
     ensure_ray()
     needles = raw_identities(work / "phantom")
     report, exported, predicted = work / "report", work / "exported", work / "predicted"
@@ -229,7 +231,7 @@ def prepare_kill(work: Path, shards: Path, server: Seaweed) -> dict:
 
     phantom = work / "phantom"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **server.env(),
-           "RAY_TMPDIR": str(work / "ray")}
+           "RAY_TMPDIR": str(RAY_DIR)}
     base = [sys.executable, "-m", "cluster.cli", "data", "prepare", "--config", str(phantom / "prepare.yaml"),
             "--engine", "ray", "--size", "32", "--background", "grabcut", "--chunk-size", "8", "--frames", "4"]
     clean = subprocess.run(base + ["--out", "s3://painsearch/prepare-clean"], env=env, capture_output=True, text=True,
