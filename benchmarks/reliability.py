@@ -311,6 +311,9 @@ def main() -> None:
     ]
     block = "\n".join(lines)
     print(block)
+    for kind in ("secrets", "identities"):  # what a hit is, for whoever reads the run's output
+        for hit in r[kind]["hits"]:
+            print(f"{kind} hit: {hit}")
     write_block(args.out, "reliability", "Reliability", block)
 
 
