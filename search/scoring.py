@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from search.folds import fold_table, role_ids
 from search.layout import BEST_DIR, REFIT_DIR, REFIT_WEIGHTS, predictions_bytes
@@ -34,9 +35,12 @@ def score_splits(context: dict[str, Any], train: dict[str, Any], weights: dict[s
     store = ctx.store()
     ids = role_ids(fold_table(store, ctx.key))
     models = {w: load_from_store(train, store, w) for w in dict.fromkeys(weights.values())}
+    # the shards are read once for every role's images (a read goes through every shard file)
+    rows = read_rows(ctx.shards, ctx.endpoint, set().union(*(ids[role] for role in weights)),
+                     ["image", "label", "dataset", "subject"])
     out = {}
     for role, w in weights.items():
-        table = read_rows(ctx.shards, ctx.endpoint, ids[role], ["image", "label", "dataset", "subject"])
+        table = rows.filter(pc.is_in(rows.column("image_id"), value_set=pa.array(sorted(ids[role]), pa.string())))
         model = models[w]
         size = model.input_shape[1]
         images = table.column("image").to_pylist()
