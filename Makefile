@@ -16,9 +16,8 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/painsearch demo --out demo-out
 
-# the whole suite, in two lanes side by side (tests/lanes.py): the tests with servers of their own, and the rest
 test: setup
-	$(VENV)/bin/python tests/lanes.py
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 # the fast tier, for the edit loop: no Ray cluster, S3 server or training beyond one step
 check: setup

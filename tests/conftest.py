@@ -34,19 +34,12 @@ STANDIN_SEED = 20241  # stand-in ImageNet weights: network i of the registry dra
 SLOW_FIXTURES = {"ray_local", "ray_head", "seaweed", "s3_env", "smoke_study", "smoke_report", "learn_shards", "arrays",
                  "paper_mini", "paper_mini_report", "refit_study"}
 
-# A test that uses one of these needs the S3 server (its ports are fixed) or a cluster started with `ray start`:
-# `make test` runs them in a lane of their own, beside the rest (tests/lanes.py), with the tests that start
-# servers or `painsearch` commands of their own (marked `servers` where they are defined)
-SERVER_FIXTURES = {"seaweed", "ray_head", "two_nodes"}
-
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
-        if SERVER_FIXTURES & used:
-            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(scope="session")

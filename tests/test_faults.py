@@ -108,7 +108,6 @@ def test_a_store_that_never_answers_ends_in_one_sentence_after_its_retries(monke
 
 
 @pytest.mark.slow
-@pytest.mark.servers
 def test_a_write_during_an_outage_succeeds_when_the_server_is_back(tmp_path, monkeypatch):
     """SeaweedFS stopped under a write, started again a few seconds later: the write goes through."""
     from conftest import free_port
@@ -169,7 +168,6 @@ def test_a_worker_killed_for_memory_is_recorded_as_out_of_memory(ray_local):
 
 
 @pytest.mark.slow
-@pytest.mark.servers  # each run a `painsearch` command with its own Ray
 def test_a_study_killed_at_seeded_moments_loses_nothing(tiny_shards, tmp_path):
     """Three kills (mid-trial of a multi-epoch trial, just after a search was sealed, after a random delay), each
     followed by --resume; at the end every search is sealed once, every trial ended once, and the trials cut
@@ -219,7 +217,6 @@ def descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.slow  # a Ray cluster of its own: the full suite's, not the fast tier's
-@pytest.mark.servers
 def test_a_search_whose_process_dies_is_run_again_and_continues_by_itself(tiny_shards, tmp_path):
     """A search's own task dies with its node (here its worker process is killed, as a lost spot node takes it, with
     the trials it owns): Ray runs the task again, it continues from what the store holds, and the study ends by

@@ -43,7 +43,12 @@ def test_paper_size_count_and_softmax(name):
 DEPTH = 0.5  # strictly between 0 and 1: part of the pretrained backbone frozen, as the paper's search tries
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# the fast tier trains the networks without batch normalisation in their backbones (those trained from scratch, and
+# the VGGs and AlexNet from ImageNet weights); the full suite every network, the deep ones with it among them
+DEEP = {"inceptionv3", "resnet50", "resnet101v2", "xception"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in sorted(MODELS)])
 def test_one_step_save_reload_predict_explain(name, standin_weights, tmp_path):
     """Every network as a study trains it at a small size (pretrained ones from ImageNet weight files, part of the
     backbone frozen): one training step, save, reload through the one loader, the same predictions, one LIME map."""

@@ -36,7 +36,6 @@ def strangers(output: str) -> list[str]:
 
 
 @pytest.mark.slow  # a whole search on a local Ray cluster of its own
-@pytest.mark.servers
 def test_prepare_search_and_analyze_print_only_their_own_lines(tiny_phantom, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     def run(*args: str) -> subprocess.CompletedProcess:
