@@ -37,8 +37,7 @@ SLOW_FIXTURES = {"ray_local", "ray_head", "seaweed", "s3_env", "smoke_study", "s
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        if SLOW_FIXTURES & used:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

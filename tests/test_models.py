@@ -43,8 +43,8 @@ def test_paper_size_count_and_softmax(name):
 DEPTH = 0.5  # strictly between 0 and 1: part of the pretrained backbone frozen, as the paper's search tries
 
 
-# the fast tier trains the networks without batch normalisation in their backbones (those trained from scratch, and
-# the VGGs and AlexNet from ImageNet weights); the full suite every network, the deep ones with it among them
+# the fast tier trains the networks without batch normalisation (the four trained from scratch, and the VGGs from
+# ImageNet weights); the full suite every network, the deep ones with it among them
 DEEP = {"inceptionv3", "resnet50", "resnet101v2", "xception"}
 
 
